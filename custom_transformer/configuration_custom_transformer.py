@@ -1,0 +1,210 @@
+"""Configuration of the one configurable Transformer: BERT, GPT-2, Llama and the 2017 Transformer are presets.
+
+The config is a validating ``__init__`` rather than a ``@strict`` dataclass because the checkpoint code
+must also load under transformers 5.0, where config subclasses cannot be strict dataclasses yet.
+"""
+
+# ruff: noqa: I001 - the version check must run before transformers names that older releases lack.
+from .transformers_compat import MIN_TRANSFORMERS_VERSION
+
+import copy
+
+import transformers
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+from .presets import PRESETS
+
+# rope_type "default" is computed by the model itself; the others come from transformers' ROPE_INIT_FUNCTIONS.
+POSITION_EMBEDDING_TYPES = ("rope", "learned", "sinusoidal", "none")
+NORM_TYPES = ("rmsnorm", "layernorm")
+NORM_PLACEMENTS = ("pre", "post")
+MLP_TYPES = ("gated", "plain")
+CLASSIFIER_POOLINGS = ("first", "last", "mean")
+
+
+class CustomTransformerConfig(PreTrainedConfig):
+    r"""Configuration for [`CustomTransformerModel`] and its heads.
+
+    The defaults describe a small Llama-style decoder. Architectural switches:
+
+    - `is_decoder`: causal self-attention (GPT-2, Llama) or bidirectional (BERT).
+    - `position_embedding_type`: `"rope"` (rotary, parameters in `rope_parameters`), `"learned"` absolute
+      embeddings (BERT, GPT-2), `"sinusoidal"` fixed table (Vaswani et al. 2017) or `"none"`.
+    - `norm_type`: `"rmsnorm"` or `"layernorm"`; `norm_placement`: `"pre"` (GPT-2, Llama; adds a final norm)
+      or `"post"` (BERT, 2017 Transformer).
+    - `mlp_type`: `"gated"` (SwiGLU-style, Llama) or `"plain"` (two linear layers).
+    - `attention_bias` / `mlp_bias`: biases on the attention and MLP projections.
+    - `type_vocab_size`: number of token types (BERT segments); 0 disables them.
+    - `scale_embeddings`: multiply token embeddings by sqrt(hidden_size) (2017 Transformer).
+    - `embedding_norm`: normalise the summed embeddings (BERT).
+    - `classifier_pooling`: which token the sequence-classification head reads (`"first"` = [CLS],
+      `"last"` = last non-padding token, `"mean"`); `classifier_pooler` adds BERT's dense+tanh pooler.
+
+    Use [`CustomTransformerConfig.from_preset`] for the named architectures.
+    """
+
+    model_type = "custom_transformer"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    # Tensor and pipeline parallel plans, in the module names of `CustomTransformerModel`.
+    base_model_tp_plan = {
+        "layers.*.self_attn.q_proj": "colwise",
+        "layers.*.self_attn.k_proj": "colwise",
+        "layers.*.self_attn.v_proj": "colwise",
+        "layers.*.self_attn.o_proj": "rowwise",
+        "layers.*.mlp.gate_proj": "colwise",
+        "layers.*.mlp.up_proj": "colwise",
+        "layers.*.mlp.down_proj": "rowwise",
+    }
+    base_model_pp_plan = {
+        "embed_tokens": (["input_ids"], ["inputs_embeds"]),
+        "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+        "norm": (["hidden_states"], ["hidden_states"]),
+    }
+
+    def __init__(
+        self,
+        vocab_size: int = 32000,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        num_key_value_heads: int | None = None,
+        head_dim: int | None = None,
+        intermediate_size: int = 2048,
+        hidden_act: str = "silu",
+        max_position_embeddings: int = 2048,
+        initializer_range: float = 0.02,
+        layer_norm_eps: float = 1e-6,
+        is_decoder: bool = True,
+        position_embedding_type: str = "rope",
+        rope_parameters: dict | None = None,
+        norm_type: str = "rmsnorm",
+        norm_placement: str = "pre",
+        mlp_type: str = "gated",
+        attention_bias: bool = False,
+        mlp_bias: bool = False,
+        type_vocab_size: int = 0,
+        scale_embeddings: bool = False,
+        embedding_norm: bool = False,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        classifier_dropout: float | None = None,
+        classifier_pooling: str | None = None,
+        classifier_pooler: bool = False,
+        use_cache: bool | None = None,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_attention_heads if num_key_value_heads is None else num_key_value_heads
+        self.head_dim = head_dim  # derived from hidden_size in validate_architecture when None
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.max_position_embeddings = max_position_embeddings
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        self.is_decoder = is_decoder
+        self.position_embedding_type = position_embedding_type
+        self.rope_parameters = copy.deepcopy(rope_parameters) or {"rope_type": "default", "rope_theta": 10000.0}
+        self.norm_type = norm_type
+        self.norm_placement = norm_placement
+        self.mlp_type = mlp_type
+        self.attention_bias = attention_bias
+        self.mlp_bias = mlp_bias
+        self.type_vocab_size = type_vocab_size
+        self.scale_embeddings = scale_embeddings
+        self.embedding_norm = embedding_norm
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
+        self.classifier_dropout = classifier_dropout
+        self.classifier_pooling = classifier_pooling or ("last" if is_decoder else "first")
+        self.classifier_pooler = classifier_pooler
+        self.use_cache = is_decoder if use_cache is None else use_cache  # only decoders reuse keys/values
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.tie_word_embeddings = tie_word_embeddings
+        super().__init__(**kwargs)
+        self.validate_architecture()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "CustomTransformerConfig":
+        """Build the config of a named architecture (`bert`, `gpt2`, `llama`, `vaswani`, ...), with overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}. Known presets: {', '.join(sorted(PRESETS))}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def validate_architecture(self):
+        """Raise at construction, naming the field and the fix, instead of failing deep inside `forward`."""
+        _check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)
+        _check_choice("norm_type", self.norm_type, NORM_TYPES)
+        _check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        _check_choice("mlp_type", self.mlp_type, MLP_TYPES)
+        _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
+        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+            _check_positive(field, getattr(self, field))
+        _check_positive("num_key_value_heads", self.num_key_value_heads)
+        if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(
+                    f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
+                    f"{self.num_attention_heads}. Pick a hidden_size that is a multiple of the head count, "
+                    "or set head_dim explicitly."
+                )
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        _check_positive("head_dim", self.head_dim)
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(
+                f"hidden_act={self.hidden_act!r} is not a known activation. "
+                f"Use one of transformers' ACT2FN names, e.g. 'gelu', 'gelu_new', 'relu', 'silu'."
+            )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} is not divisible by "
+                f"num_key_value_heads={self.num_key_value_heads}. Grouped-query attention shares each key/value head "
+                "among a whole number of query heads: pick a divisor of num_attention_heads."
+            )
+        if self.position_embedding_type == "rope":
+            self._validate_rope()
+        if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:
+            raise ValueError(f"position_embedding_type='sinusoidal' needs an even hidden_size, got {self.hidden_size}.")
+        for field in ("hidden_dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                raise ValueError(f"{field}={getattr(self, field)} must be in [0, 1).")
+        if self.type_vocab_size < 0:
+            raise ValueError(f"type_vocab_size={self.type_vocab_size} must be >= 0 (0 disables token types).")
+
+    def _validate_rope(self):
+        rope_type = self.rope_parameters.get("rope_type", "default")
+        known = ("default", *ROPE_INIT_FUNCTIONS)
+        if rope_type not in known:
+            raise ValueError(
+                f"rope_parameters['rope_type']={rope_type!r} is not supported by transformers "
+                f"{transformers.__version__}. Use one of: {', '.join(known)}."
+            )
+        if "rope_theta" not in self.rope_parameters:
+            raise ValueError(
+                "rope_parameters needs a 'rope_theta' (e.g. {'rope_type': 'default', 'rope_theta': 10000.0})."
+            )
+        if self.head_dim % 2:
+            raise ValueError(f"Rotary embeddings rotate pairs of dimensions: head_dim={self.head_dim} must be even.")
+
+
+def _check_choice(field: str, value, choices: tuple[str, ...]):
+    if value not in choices:
+        raise ValueError(f"{field}={value!r} is not supported. Choose one of: {', '.join(map(repr, choices))}.")
+
+
+def _check_positive(field: str, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{field}={value!r} must be a positive integer.")
+
+
+__all__ = ["CustomTransformerConfig", "MIN_TRANSFORMERS_VERSION"]

@@ -1,0 +1,777 @@
+"""One configurable Transformer: BERT, GPT-2, Llama and the 2017 post-LN Transformer are configurations of it.
+
+Every architectural switch of `CustomTransformerConfig` is resolved once, in `__init__`, by looking a
+module or function up in a small table (`NORMS`, `MLPS`, `LAYERS`, `ABSOLUTE_POSITIONS`, ...), so each
+`forward` below reads top to bottom without branching on the config. The structure follows transformers'
+Llama: attention through `ALL_ATTENTION_FUNCTIONS`, `Cache` objects, masks from `masking_utils`, outputs
+recorded with hooks. This file and its relative imports are copied into every checkpoint, so it only
+uses transformers APIs that exist from 5.0 on (`transformers_compat.py` holds the few that moved).
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
+from transformers.utils import can_return_tuple
+
+from .configuration_custom_transformer import CustomTransformerConfig
+from .transformers_compat import (
+    attention_function,
+    bidirectional_mask,
+    causal_mask,
+    record_outputs,
+    slice_logits_to_keep,
+)
+
+# ----------------------------------------------------------------------------------------------------------------
+# Normalisation
+
+
+class CustomTransformerRMSNorm(nn.Module):
+    """Root-mean-square norm (Llama): no mean subtraction, no bias, computed in float32."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+
+
+NORMS = {"rmsnorm": CustomTransformerRMSNorm, "layernorm": nn.LayerNorm}
+
+
+def build_norm(config: CustomTransformerConfig) -> nn.Module:
+    return NORMS[config.norm_type](config.hidden_size, eps=config.layer_norm_eps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Positions: absolute embeddings added to the input, or rotary embeddings applied inside attention
+
+
+class Absent(nn.Module):
+    """Stands in for a disabled embedding (no absolute positions, no token types): adds nothing."""
+
+    def forward(self, *args) -> float:
+        return 0.0
+
+
+class LearnedPositionEmbedding(nn.Embedding):
+    """Trained absolute positions (BERT, GPT-2)."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config.max_position_embeddings, config.hidden_size)
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d))  (Vaswani et al. 2017, 3.5)."""
+    position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)
+    return table
+
+
+class SinusoidalPositionEmbedding(nn.Module):
+    """Fixed sinusoidal positions (2017 Transformer).
+
+    The table is a non-persistent buffer: it is not saved, and `_init_weights` rebuilds it, because
+    `from_pretrained` creates the model on the meta device where buffers made in `__init__` are lost.
+    """
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        self.num_positions, self.dim = config.max_position_embeddings, config.hidden_size
+        self.register_buffer("table", sinusoidal_table(self.num_positions, self.dim), persistent=False)
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return self.table[position_ids]
+
+
+ABSOLUTE_POSITIONS = {
+    "learned": LearnedPositionEmbedding,
+    "sinusoidal": SinusoidalPositionEmbedding,
+    "rope": lambda config: Absent(),
+    "none": lambda config: Absent(),
+}
+
+
+class TokenTypeEmbedding(nn.Embedding):
+    """Segment embeddings (BERT); with no `token_type_ids` every token is of type 0."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config.type_vocab_size, config.hidden_size)
+
+    def forward(self, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        return self.weight[0] if token_type_ids is None else super().forward(token_type_ids)
+
+
+class CustomTransformerRotaryEmbedding(nn.Module):
+    """cos/sin tables for rotary position embeddings; variants come from transformers' `ROPE_INIT_FUNCTIONS`."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        self.config = config
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
+        self.rope_type = config.rope_parameters.get("rope_type", "default")
+        inv_freq, self.attention_scaling = self.compute_inv_freq()
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
+
+    def compute_inv_freq(self) -> tuple[torch.Tensor, float]:
+        if self.rope_type != "default":
+            return ROPE_INIT_FUNCTIONS[self.rope_type](self.config, None)
+        return self.compute_default_rope_parameters(self.config)
+
+    @staticmethod
+    def compute_default_rope_parameters(config: CustomTransformerConfig, *args, **kwargs) -> tuple[torch.Tensor, float]:
+        base, dim = config.rope_parameters["rope_theta"], config.head_dim
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)), 1.0
+
+    @torch.no_grad()
+    @dynamic_rope_update  # grows/shrinks the frequencies for "dynamic" and "longrope" scaling
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float32)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * self.attention_scaling).to(x.dtype), (emb.sin() * self.attention_scaling).to(x.dtype)
+
+
+class NoRotaryEmbedding(nn.Module):
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> None:
+        return None
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(query, key, position_embeddings):
+    cos, sin = (t.unsqueeze(1) for t in position_embeddings)  # broadcast over heads
+    return (query * cos) + (rotate_half(query) * sin), (key * cos) + (rotate_half(key) * sin)
+
+
+def keep_positions(query, key, position_embeddings):
+    """Attention for absolute-position models: queries and keys are used as they are."""
+    return query, key
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention, MLP, layers
+
+
+def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(batch, kv_heads, seq, dim) -> (batch, kv_heads * n_rep, seq, dim) for grouped-query attention."""
+    batch, num_key_value_heads, seq_len, head_dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    hidden_states = hidden_states[:, :, None, :, :].expand(batch, num_key_value_heads, n_rep, seq_len, head_dim)
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, seq_len, head_dim)
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    key_states = repeat_kv(key, module.num_key_value_groups)
+    value_states = repeat_kv(value, module.num_key_value_groups)
+    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask[:, :, :, : key_states.shape[-2]]
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value_states).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class CustomTransformerAttention(nn.Module):
+    """Multi-head attention with optional grouped key/value heads; causal for decoders, bidirectional otherwise."""
+
+    def __init__(self, config: CustomTransformerConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = config.is_decoder  # read by the sdpa / flash kernels when no mask is materialised
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
+        self.rotate = apply_rotary_pos_emb if config.position_embedding_type == "rope" else keep_positions
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        past_key_values: Cache | None = None,
+        cache_position: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)  # -1 heads: correct under tensor parallelism too
+
+        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query, key = self.rotate(query, key, position_embeddings)
+
+        if past_key_values is not None:
+            key, value = past_key_values.update(key, value, self.layer_idx, {"cache_position": cache_position})
+
+        attention_interface: Callable = attention_function(self.config._attn_implementation, eager_attention_forward)
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = self.o_proj(attn_output.reshape(*input_shape, -1).contiguous())
+        return attn_output, attn_weights
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): SwiGLU when `hidden_act="silu"` (Llama)."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class PlainMLP(nn.Module):
+    """down(act(up(x))): the position-wise feed-forward of BERT, GPT-2 and the 2017 Transformer."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.up_proj(x)))
+
+
+MLPS = {"gated": GatedMLP, "plain": PlainMLP}
+
+
+class CustomTransformerLayer(GradientCheckpointingLayer):
+    """Attention and MLP sublayers with residual connections; the subclasses place the norms."""
+
+    def __init__(self, config: CustomTransformerConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = CustomTransformerAttention(config, layer_idx)
+        self.mlp = MLPS[config.mlp_type](config)
+        self.attention_norm = build_norm(config)
+        self.mlp_norm = build_norm(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+
+class CustomTransformerPreNormLayer(CustomTransformerLayer):
+    """x + f(norm(x)) (GPT-2, Llama): stable deep training; the model adds a final norm."""
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
+        attn_output, _ = self.self_attn(self.attention_norm(hidden_states), **kwargs)
+        hidden_states = hidden_states + self.dropout(attn_output)
+        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+
+
+class CustomTransformerPostNormLayer(CustomTransformerLayer):
+    """norm(x + f(x)) (2017 Transformer, BERT)."""
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
+        attn_output, _ = self.self_attn(hidden_states, **kwargs)
+        hidden_states = self.attention_norm(hidden_states + self.dropout(attn_output))
+        return self.mlp_norm(hidden_states + self.dropout(self.mlp(hidden_states)))
+
+
+LAYERS = {"pre": CustomTransformerPreNormLayer, "post": CustomTransformerPostNormLayer}
+# Pre-norm stacks end with a norm (GPT-2's ln_f, Llama's norm); post-norm stacks are already normalised.
+FINAL_NORMS = {"pre": build_norm, "post": lambda config: nn.Identity()}
+MASKS = {True: causal_mask, False: bidirectional_mask}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class CustomTransformerPreTrainedModel(PreTrainedModel):
+    config_class = CustomTransformerConfig
+    config: CustomTransformerConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CustomTransformerPreNormLayer", "CustomTransformerPostNormLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {"hidden_states": CustomTransformerLayer, "attentions": CustomTransformerAttention}
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        """Initialise parameters and rebuild computed buffers, which are garbage after a meta-device load."""
+        super()._init_weights(module)
+        if isinstance(module, SinusoidalPositionEmbedding):
+            init.copy_(module.table, sinusoidal_table(module.num_positions, module.dim))
+        elif isinstance(module, CustomTransformerRotaryEmbedding):
+            inv_freq, _ = module.compute_inv_freq()
+            init.copy_(module.inv_freq, inv_freq)
+            init.copy_(module.original_inv_freq, inv_freq)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Write an `auto_map` naming every head that fits this config, not only the class being saved.
+
+        transformers records only the saved class, so a checkpoint saved from the causal-LM head would not
+        load with `AutoModelForSequenceClassification` and `trust_remote_code=True`.
+        """
+        self.config.auto_map = auto_map(self.config)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class CustomTransformerModel(CustomTransformerPreTrainedModel):
+    """The bare Transformer: embeddings, a stack of layers, and the final norm of pre-norm stacks."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.embed_positions = ABSOLUTE_POSITIONS[config.position_embedding_type](config)
+        self.embed_token_types = TokenTypeEmbedding(config) if config.type_vocab_size else Absent()
+        self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
+        self.embed_norm = build_norm(config) if config.embedding_norm else nn.Identity()
+        self.embed_dropout = nn.Dropout(config.hidden_dropout)
+        self.rotary_emb = (
+            CustomTransformerRotaryEmbedding(config)
+            if config.position_embedding_type == "rope"
+            else NoRotaryEmbedding()
+        )
+        layer_class = LAYERS[config.norm_placement]
+        self.layers = nn.ModuleList(layer_class(config, i) for i in range(config.num_hidden_layers))
+        self.norm = FINAL_NORMS[config.norm_placement](config)
+        self.build_mask = MASKS[bool(config.is_decoder)]
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.embed_tokens = value
+
+    @record_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        cache_position: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+        if cache_position is None:
+            past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+            cache_position = torch.arange(past_seen, past_seen + inputs_embeds.shape[1], device=inputs_embeds.device)
+        if position_ids is None:
+            position_ids = cache_position.unsqueeze(0)
+
+        mask = self.build_mask(
+            self.config, inputs_embeds, attention_mask, cache_position, past_key_values, position_ids
+        )
+
+        hidden_states = (
+            inputs_embeds * self.embed_scale
+            + self.embed_positions(position_ids)
+            + self.embed_token_types(token_type_ids)
+        )
+        hidden_states = self.embed_dropout(self.embed_norm(hidden_states))
+        position_embeddings = self.rotary_emb(hidden_states, position_ids)
+
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                attention_mask=mask,
+                position_embeddings=position_embeddings,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                cache_position=cache_position,
+                **kwargs,
+            )
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), past_key_values=past_key_values)
+
+
+class CustomTransformerForCausalLM(CustomTransformerPreTrainedModel, GenerationMixin):
+    """Next-token prediction; the only head that can `generate`."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+    _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        if not config.is_decoder:
+            raise ValueError(
+                "CustomTransformerForCausalLM needs a causal model: set is_decoder=True in the config "
+                "(bidirectional models are trained with CustomTransformerForMaskedLM)."
+            )
+        self.model = CustomTransformerModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+        loss = None
+        if labels is not None:
+            # loss_function shifts labels and honours `num_items_in_batch` (gradient accumulation, DDP).
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class MaskedLMHead(nn.Module):
+    """BERT's prediction head: dense + activation + norm, then a decoder tied to the input embeddings."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act_fn = ACT2FN[config.hidden_act]
+        self.norm = build_norm(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(self.act_fn(self.dense(hidden_states))))
+
+
+class CustomTransformerForMaskedLM(CustomTransformerPreTrainedModel):
+    """Masked-token prediction for bidirectional (encoder) configs."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.model = CustomTransformerModel(config)
+        self.lm_head = MaskedLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear):
+        self.lm_head.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+def pool_first(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The first token ([CLS] in BERT)."""
+    return hidden_states[:, 0]
+
+
+def pool_last(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The last non-padding token, with left or right padding: the only token a causal model lets see everything."""
+    if attention_mask is None:
+        return hidden_states[:, -1]
+    positions = torch.arange(attention_mask.shape[-1], device=hidden_states.device)
+    last = (attention_mask.to(hidden_states.device, torch.long) * positions).argmax(-1)
+    return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last]
+
+
+def pool_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The mean over non-padding tokens."""
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    weights = attention_mask.to(hidden_states.device, hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+POOLINGS = {"first": pool_first, "last": pool_last, "mean": pool_mean}
+
+
+class SequencePooler(nn.Module):
+    """Reduces a sequence to one vector: a token chosen by `classifier_pooling`, then BERT's dense+tanh if enabled."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        self.pool = POOLINGS[config.classifier_pooling]
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size) if config.classifier_pooler else nn.Identity()
+        self.activation = nn.Tanh() if config.classifier_pooler else nn.Identity()
+        self.pad_token_id = config.pad_token_id
+
+    def forward(self, hidden_states, attention_mask=None, input_ids=None) -> torch.Tensor:
+        if attention_mask is None and input_ids is not None and self.pad_token_id is not None:
+            attention_mask = input_ids != self.pad_token_id
+        if attention_mask is not None and attention_mask.dim() != 2:
+            attention_mask = None  # a 4-D mask has no per-token padding to read
+        return self.activation(self.dense(self.pool(hidden_states, attention_mask)))
+
+
+def classifier_dropout(config: CustomTransformerConfig) -> nn.Dropout:
+    return nn.Dropout(config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout)
+
+
+class CustomTransformerForSequenceClassification(CustomTransformerPreTrainedModel):
+    """Classification or regression of a whole sequence; `config.problem_type` picks the loss."""
+
+    # The loss is a mean over this batch: Trainer must not rescale it by world size or accumulation steps.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = CustomTransformerModel(config)
+        self.pooler = SequencePooler(config)
+        self.dropout = classifier_dropout(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        pooled = self.pooler(outputs.last_hidden_state, attention_mask, input_ids)
+        logits = self.score(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class CustomTransformerForTokenClassification(CustomTransformerPreTrainedModel):
+    """One label per token (NER, tagging)."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = CustomTransformerModel(config)
+        self.dropout = classifier_dropout(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        logits = self.score(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            # Token-level cross-entropy honours `num_items_in_batch`, so Trainer's rescaling stays correct.
+            loss = self.loss_function(logits, labels, self.config, **kwargs)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class CustomTransformerForQuestionAnswering(CustomTransformerPreTrainedModel):
+    """Extractive question answering: start and end logits over the tokens."""
+
+    accepts_loss_kwargs = False  # mean loss over this batch, see sequence classification
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.model = CustomTransformerModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
+        start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = self.loss_function(start_logits, end_logits, start_positions, end_positions)
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Auto classes
+
+
+AUTO_CLASSES = {
+    "AutoModel": CustomTransformerModel,
+    "AutoModelForCausalLM": CustomTransformerForCausalLM,
+    "AutoModelForMaskedLM": CustomTransformerForMaskedLM,
+    "AutoModelForSequenceClassification": CustomTransformerForSequenceClassification,
+    "AutoModelForTokenClassification": CustomTransformerForTokenClassification,
+    "AutoModelForQuestionAnswering": CustomTransformerForQuestionAnswering,
+}
+# Only decoders generate; only encoders fill masks.
+_DECODER_ONLY, _ENCODER_ONLY = {"AutoModelForCausalLM"}, {"AutoModelForMaskedLM"}
+
+CustomTransformerConfig.register_for_auto_class()
+for _auto_class, _model_class in AUTO_CLASSES.items():
+    _model_class.register_for_auto_class(_auto_class)
+
+
+def auto_map(config: CustomTransformerConfig) -> dict[str, str]:
+    """The `auto_map` of a checkpoint: `AutoConfig` and every Auto class whose head fits the config."""
+    excluded = _ENCODER_ONLY if config.is_decoder else _DECODER_ONLY
+    module = __name__.rsplit(".", 1)[-1]
+    config_module = CustomTransformerConfig.__module__.rsplit(".", 1)[-1]
+    mapping = {"AutoConfig": f"{config_module}.CustomTransformerConfig"}
+    mapping.update({name: f"{module}.{cls.__name__}" for name, cls in AUTO_CLASSES.items() if name not in excluded})
+    return mapping
+
+
+__all__ = [
+    "CustomTransformerPreTrainedModel",
+    "CustomTransformerModel",
+    "CustomTransformerForCausalLM",
+    "CustomTransformerForMaskedLM",
+    "CustomTransformerForSequenceClassification",
+    "CustomTransformerForTokenClassification",
+    "CustomTransformerForQuestionAnswering",
+]

@@ -112,7 +112,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.is_decoder = is_decoder
         self.position_embedding_type = position_embedding_type
-        self.rope_parameters = copy.deepcopy(rope_parameters) or {"rope_type": "default", "rope_theta": 10000.0}
+        self.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0, **copy.deepcopy(rope_parameters or {})}
         self.norm_type = norm_type
         self.norm_placement = norm_placement
         self.mlp_type = mlp_type
@@ -131,8 +131,9 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
         self.tie_word_embeddings = tie_word_embeddings
-        super().__init__(**kwargs)
+        # Validate before the base class runs its own checks (transformers >= 5.2x), so errors name our fields.
         self.validate_architecture()
+        super().__init__(**kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "CustomTransformerConfig":
@@ -188,10 +189,6 @@ class CustomTransformerConfig(PreTrainedConfig):
             raise ValueError(
                 f"rope_parameters['rope_type']={rope_type!r} is not supported by transformers "
                 f"{transformers.__version__}. Use one of: {', '.join(known)}."
-            )
-        if "rope_theta" not in self.rope_parameters:
-            raise ValueError(
-                "rope_parameters needs a 'rope_theta' (e.g. {'rope_type': 'default', 'rope_theta': 10000.0})."
             )
         if self.head_dim % 2:
             raise ValueError(f"Rotary embeddings rotate pairs of dimensions: head_dim={self.head_dim} must be even.")

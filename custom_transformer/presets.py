@@ -61,7 +61,6 @@ PRESETS: dict[str, dict] = {
         "hidden_size": 4096,
         "num_hidden_layers": 32,
         "num_attention_heads": 32,
-        "num_key_value_heads": 32,
         "intermediate_size": 11008,
         "hidden_act": "silu",
         "max_position_embeddings": 4096,

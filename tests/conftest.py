@@ -1,0 +1,48 @@
+"""Shared set-up: offline, a private Hugging Face cache, and tiny configs of every preset."""
+
+import os
+import tempfile
+
+# Before transformers / datasets / huggingface_hub are imported anywhere: no hub, private caches.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ct-hf-home-")
+
+import pytest  # noqa: E402
+
+from custom_transformer import CustomTransformerConfig  # noqa: E402
+
+PRESET_NAMES = ("llama", "gpt2", "bert", "vaswani")
+DECODER_PRESETS = ("llama", "gpt2")
+ENCODER_PRESETS = ("bert", "vaswani")
+
+TINY = {
+    "vocab_size": 99,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 37,
+    "max_position_embeddings": 64,
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+
+
+def tiny_config(preset: str = "llama", **overrides) -> CustomTransformerConfig:
+    """A 2-layer, hidden-32 config of a preset (GQA with 2 KV heads), for fast tests."""
+    return CustomTransformerConfig.from_preset(preset, **{**TINY, **overrides})
+
+
+@pytest.fixture(params=PRESET_NAMES)
+def preset(request) -> str:
+    return request.param
+
+
+@pytest.fixture(params=DECODER_PRESETS)
+def decoder_preset(request) -> str:
+    return request.param

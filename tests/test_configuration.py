@@ -1,0 +1,81 @@
+"""CustomTransformerConfig: defaults, presets, validation messages and the config.json round-trip."""
+
+import logging
+
+import pytest
+from conftest import PRESET_NAMES, tiny_config
+from transformers import AutoConfig
+
+from custom_transformer import PRESETS, CustomTransformerConfig
+
+
+def test_default_config_builds_without_logging_a_warning():
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        config = CustomTransformerConfig()
+    finally:
+        logger.removeHandler(handler)
+    assert records == []
+    assert (config.model_type, config.head_dim, config.num_key_value_heads) == ("custom_transformer", 64, 12)
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_presets_round_trip_through_config_json(tmp_path, name):
+    config = tiny_config(name, id2label={0: "neg", 1: "pos"})
+    config.save_pretrained(tmp_path)
+    reloaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(reloaded) is CustomTransformerConfig
+    assert reloaded.to_dict() == {**config.to_dict(), "_name_or_path": str(tmp_path)}
+
+
+def test_preset_overrides_replace_preset_values():
+    config = CustomTransformerConfig.from_preset("llama", hidden_size=64, num_attention_heads=4, num_hidden_layers=1)
+    assert (config.hidden_size, config.head_dim, config.num_hidden_layers) == (64, 16, 1)
+    assert config.norm_type == "rmsnorm" and config.mlp_type == "gated"
+    assert PRESETS["llama"]["hidden_size"] == 4096  # presets are data and stay untouched
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown preset 'gpt5'. Known presets: bert, gpt2, llama, vaswani"):
+        CustomTransformerConfig.from_preset("gpt5")
+
+
+def test_encoders_do_not_use_a_kv_cache_by_default():
+    assert tiny_config("bert").use_cache is False
+    assert tiny_config("llama").use_cache is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_size": 30}, "hidden_size=30 is not divisible by num_attention_heads=4"),
+        ({"num_key_value_heads": 3}, "num_attention_heads=4 is not divisible by num_key_value_heads=3"),
+        ({"hidden_act": "swoosh"}, "hidden_act='swoosh' is not a known activation"),
+        ({"position_embedding_type": "alibi"}, "position_embedding_type='alibi' is not supported. Choose one of"),
+        ({"norm_type": "batchnorm"}, "norm_type='batchnorm' is not supported"),
+        ({"norm_placement": "sandwich"}, "norm_placement='sandwich' is not supported"),
+        ({"mlp_type": "moe"}, "mlp_type='moe' is not supported"),
+        ({"classifier_pooling": "max"}, "classifier_pooling='max' is not supported"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers=0 must be a positive integer"),
+        ({"rope_parameters": {"rope_type": "spiral", "rope_theta": 1e4}}, r"rope_parameters\['rope_type'\]='spiral'"),
+        ({"head_dim": 7, "num_key_value_heads": 4}, "head_dim=7 must be even"),
+        ({"hidden_dropout": 1.5}, r"hidden_dropout=1.5 must be in \[0, 1\)"),
+    ],
+)
+def test_invalid_settings_raise_naming_the_field_and_the_fix(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config("llama", **overrides)
+
+
+def test_explicit_head_dim_may_differ_from_hidden_size_over_heads():
+    config = tiny_config("llama", head_dim=16)
+    assert config.head_dim * config.num_attention_heads == 64 != config.hidden_size
+
+
+def test_rope_scaling_variants_come_from_transformers():
+    config = tiny_config("llama", rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0})
+    assert config.rope_parameters["rope_type"] == "linear"

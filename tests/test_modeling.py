@@ -1,0 +1,363 @@
+"""The model contract: every head of every preset, the way transformers' own models are held to it."""
+
+import pytest
+import torch
+from conftest import DECODER_PRESETS, ENCODER_PRESETS, PRESET_NAMES, tiny_config
+from torch.testing import assert_close
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from custom_transformer import (
+    CustomTransformerForCausalLM,
+    CustomTransformerForMaskedLM,
+    CustomTransformerForQuestionAnswering,
+    CustomTransformerForSequenceClassification,
+    CustomTransformerForTokenClassification,
+    CustomTransformerModel,
+)
+from custom_transformer.modeling_custom_transformer import sinusoidal_table
+
+SHARED_HEADS = {
+    "AutoModel": CustomTransformerModel,
+    "AutoModelForSequenceClassification": CustomTransformerForSequenceClassification,
+    "AutoModelForTokenClassification": CustomTransformerForTokenClassification,
+    "AutoModelForQuestionAnswering": CustomTransformerForQuestionAnswering,
+}
+LM_HEAD = {"decoder": ("AutoModelForCausalLM", CustomTransformerForCausalLM)}
+AUTO = {
+    "AutoModel": AutoModel,
+    "AutoModelForCausalLM": AutoModelForCausalLM,
+    "AutoModelForMaskedLM": AutoModelForMaskedLM,
+    "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
+    "AutoModelForTokenClassification": AutoModelForTokenClassification,
+    "AutoModelForQuestionAnswering": AutoModelForQuestionAnswering,
+}
+
+
+def heads_for(preset: str) -> dict:
+    """Auto class name -> model class, for the heads that fit a preset (causal LM for decoders, MLM for encoders)."""
+    lm = ("AutoModelForCausalLM", CustomTransformerForCausalLM)
+    if preset in ENCODER_PRESETS:
+        lm = ("AutoModelForMaskedLM", CustomTransformerForMaskedLM)
+    return {**SHARED_HEADS, lm[0]: lm[1]}
+
+
+HEAD_CASES = [(preset, auto) for preset in PRESET_NAMES for auto in heads_for(preset)]
+
+
+def make_inputs(batch: int = 2, seq: int = 7, left_padding: bool = False):
+    """Token ids and a mask where the first row has two padding tokens."""
+    torch.manual_seed(0)
+    input_ids = torch.randint(3, 99, (batch, seq))
+    attention_mask = torch.ones(batch, seq, dtype=torch.long)
+    pad = slice(0, 2) if left_padding else slice(seq - 2, seq)
+    attention_mask[0, pad] = 0
+    input_ids[0, pad] = 0
+    return input_ids, attention_mask
+
+
+def outputs_of(model, **inputs) -> torch.Tensor:
+    out = model(**inputs)
+    return out.start_logits if "start_logits" in out else out[0]
+
+
+def build(model_class, preset: str, **overrides):
+    torch.manual_seed(0)
+    return model_class(tiny_config(preset, **overrides)).eval()
+
+
+# --- forward, attention backends, outputs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("preset", "auto_name"), HEAD_CASES)
+def test_every_head_runs_and_returns_the_expected_shape(preset, auto_name):
+    model = build(heads_for(preset)[auto_name], preset, num_labels=3)
+    input_ids, attention_mask = make_inputs()
+    logits = outputs_of(model, input_ids=input_ids, attention_mask=attention_mask)
+    expected_last_dim = {
+        "AutoModel": 32,
+        "AutoModelForCausalLM": 99,
+        "AutoModelForMaskedLM": 99,
+        "AutoModelForTokenClassification": 3,
+    }
+    if auto_name == "AutoModelForSequenceClassification":
+        assert logits.shape == (2, 3)
+    elif auto_name == "AutoModelForQuestionAnswering":
+        assert logits.shape == (2, 7)
+    else:
+        assert logits.shape == (2, 7, expected_last_dim[auto_name])
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_eager_and_sdpa_attention_give_the_same_outputs(preset):
+    input_ids, attention_mask = make_inputs()
+    model = build(CustomTransformerModel, preset)
+    sdpa = model(input_ids, attention_mask=attention_mask).last_hidden_state
+    model.set_attn_implementation("eager")
+    eager = model(input_ids, attention_mask=attention_mask).last_hidden_state
+    keep = attention_mask.bool()
+    assert_close(eager[keep], sdpa[keep], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_padding_does_not_change_the_outputs_of_real_tokens(preset):
+    model = build(CustomTransformerModel, preset)
+    input_ids, attention_mask = make_inputs(left_padding=preset in DECODER_PRESETS)
+    padded = model(input_ids, attention_mask=attention_mask).last_hidden_state[0, attention_mask[0].bool()]
+    real = input_ids[0, attention_mask[0].bool()][None]
+    if preset in DECODER_PRESETS:  # positions of left-padded rows start at the first real token
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        padded = model(input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        padded = padded[0, attention_mask[0].bool()]
+    alone = model(real).last_hidden_state[0]
+    assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_decoders_are_causal_and_encoders_are_bidirectional():
+    input_ids, _ = make_inputs()
+    changed = input_ids.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % 99
+    for preset, sees_the_future in (("llama", False), ("bert", True)):
+        model = build(CustomTransformerModel, preset)
+        before = model(input_ids).last_hidden_state[:, 0]
+        after = model(changed).last_hidden_state[:, 0]
+        assert (not torch.allclose(before, after)) is sees_the_future
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_hidden_states_and_attentions_are_returned_on_request(preset):
+    model = build(CustomTransformerModel, preset, attn_implementation="eager")
+    input_ids, attention_mask = make_inputs()
+    out = model(input_ids, attention_mask=attention_mask, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == 3  # embeddings + one per layer
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 4, 7, 7)
+    assert_close(out.hidden_states[-1], out.last_hidden_state)
+
+
+def test_a_4d_attention_mask_is_accepted():
+    model = build(CustomTransformerModel, "llama")
+    input_ids, _ = make_inputs()
+    causal = torch.full((7, 7), float("-inf")).triu(1)[None, None].expand(2, 1, 7, 7)
+    assert_close(model(input_ids, attention_mask=causal).last_hidden_state, model(input_ids).last_hidden_state)
+
+
+def test_return_dict_false_returns_a_tuple():
+    model = build(CustomTransformerForSequenceClassification, "bert")
+    input_ids, attention_mask = make_inputs()
+    out = model(input_ids, attention_mask=attention_mask, labels=torch.tensor([0, 1]), return_dict=False)
+    assert isinstance(out, tuple) and out[0].ndim == 0
+
+
+def test_causal_lm_refuses_a_bidirectional_config():
+    with pytest.raises(ValueError, match="set is_decoder=True"):
+        CustomTransformerForCausalLM(tiny_config("bert"))
+
+
+# --- heads and losses --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "num_labels", "labels"),
+    [
+        ("regression", 1, torch.tensor([0.5, -1.0])),
+        ("single_label_classification", 3, torch.tensor([2, 0])),
+        ("multi_label_classification", 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])),
+    ],
+)
+def test_sequence_classification_loss_follows_problem_type(problem_type, num_labels, labels):
+    model = build(CustomTransformerForSequenceClassification, "bert", num_labels=num_labels, problem_type=problem_type)
+    input_ids, attention_mask = make_inputs()
+    out = model(input_ids, attention_mask=attention_mask, labels=labels)
+    expected = {
+        "regression": lambda: torch.nn.functional.mse_loss(out.logits.squeeze(-1), labels),
+        "single_label_classification": lambda: torch.nn.functional.cross_entropy(out.logits, labels),
+        "multi_label_classification": lambda: torch.nn.functional.binary_cross_entropy_with_logits(out.logits, labels),
+    }[problem_type]()
+    assert_close(out.loss, expected)
+
+
+def test_last_token_pooling_reads_the_last_real_token_with_left_or_right_padding():
+    model = build(CustomTransformerForSequenceClassification, "llama", num_labels=2)
+    input_ids, attention_mask = make_inputs(left_padding=True)
+    left = model(input_ids, attention_mask=attention_mask).logits[0]
+    last_real = model.model(input_ids, attention_mask=attention_mask).last_hidden_state[0, -1]
+    assert_close(left, model.score(last_real))
+    input_ids, attention_mask = make_inputs(left_padding=False)
+    right = model(input_ids, attention_mask=attention_mask).logits[0]
+    last_real = model.model(input_ids, attention_mask=attention_mask).last_hidden_state[0, 4]
+    assert_close(right, model.score(last_real))
+
+
+def test_causal_lm_loss_divides_by_num_items_in_batch_when_given():
+    model = build(CustomTransformerForCausalLM, "llama")
+    input_ids, _ = make_inputs()
+    mean_loss = model(input_ids, labels=input_ids).loss
+    summed = model(input_ids, labels=input_ids, num_items_in_batch=torch.tensor(1)).loss
+    assert_close(summed / (2 * 6), mean_loss)
+
+
+def test_heads_with_a_per_batch_mean_loss_opt_out_of_trainer_loss_rescaling():
+    # Trainer multiplies the loss by the world size for models that accept loss kwargs (DDP doubling otherwise).
+    assert CustomTransformerForSequenceClassification.accepts_loss_kwargs is False
+    assert CustomTransformerForQuestionAnswering.accepts_loss_kwargs is False
+
+
+def test_question_answering_loss_is_the_mean_of_start_and_end_cross_entropy():
+    model = build(CustomTransformerForQuestionAnswering, "bert")
+    input_ids, attention_mask = make_inputs()
+    start, end = torch.tensor([1, 2]), torch.tensor([3, 4])
+    out = model(input_ids, attention_mask=attention_mask, start_positions=start, end_positions=end)
+    ce = torch.nn.functional.cross_entropy
+    assert_close(out.loss, (ce(out.start_logits, start) + ce(out.end_logits, end)) / 2)
+
+
+# --- saving, loading, Auto classes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("preset", "auto_name"), HEAD_CASES)
+def test_every_head_round_trips_through_save_and_auto_from_pretrained(tmp_path, preset, auto_name):
+    model = build(heads_for(preset)[auto_name], preset, num_labels=3)
+    input_ids, attention_mask = make_inputs()
+    model.save_pretrained(tmp_path)
+    reloaded = AUTO[auto_name].from_pretrained(tmp_path).eval()
+    assert type(reloaded) is type(model)
+    assert_close(
+        outputs_of(reloaded, input_ids=input_ids, attention_mask=attention_mask),
+        outputs_of(model, input_ids=input_ids, attention_mask=attention_mask),
+    )
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected_lm"), [("llama", "AutoModelForCausalLM"), ("bert", "AutoModelForMaskedLM")]
+)
+def test_auto_map_names_every_applicable_head_whichever_head_is_saved(tmp_path, preset, expected_lm):
+    build(CustomTransformerForSequenceClassification, preset).save_pretrained(tmp_path)
+    config = AUTO["AutoModel"].from_pretrained(tmp_path).config
+    assert set(config.auto_map) == {"AutoConfig", *SHARED_HEADS, expected_lm}
+    assert config.auto_map["AutoConfig"] == "configuration_custom_transformer.CustomTransformerConfig"
+    assert {p.name for p in tmp_path.glob("*.py")} == {
+        "configuration_custom_transformer.py",
+        "modeling_custom_transformer.py",
+        "presets.py",
+        "transformers_compat.py",
+    }
+
+
+def test_a_checkpoint_saved_from_one_head_loads_the_shared_backbone_into_another(tmp_path):
+    lm = build(CustomTransformerForCausalLM, "llama")
+    lm.save_pretrained(tmp_path)
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    assert_close(classifier.model.embed_tokens.weight, lm.model.embed_tokens.weight)
+    assert_close(classifier.model.layers[1].mlp.down_proj.weight, lm.model.layers[1].mlp.down_proj.weight)
+
+
+@pytest.mark.parametrize("preset", ["vaswani", "llama"])
+def test_computed_buffers_are_rebuilt_after_a_meta_device_load(tmp_path, preset):
+    model = build(CustomTransformerModel, preset)
+    model.save_pretrained(tmp_path)
+    reloaded = CustomTransformerModel.from_pretrained(tmp_path)
+    if preset == "vaswani":
+        assert_close(reloaded.embed_positions.table, sinusoidal_table(64, 32))
+    else:
+        assert_close(reloaded.rotary_emb.inv_freq, 1.0 / 10000 ** (torch.arange(0, 8, 2).float() / 8))
+    input_ids, _ = make_inputs()
+    assert_close(reloaded(input_ids).last_hidden_state, model(input_ids).last_hidden_state)
+
+
+@pytest.mark.parametrize("dtype_kwarg", ["dtype", "torch_dtype"])
+def test_from_pretrained_loads_in_the_requested_dtype(tmp_path, dtype_kwarg):
+    build(CustomTransformerForCausalLM, "llama").save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, **{dtype_kwarg: torch.bfloat16})
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model(make_inputs()[0]).logits.dtype == torch.bfloat16
+
+
+def test_ignore_mismatched_sizes_reinitialises_a_classifier_with_a_new_label_count(tmp_path):
+    build(CustomTransformerForSequenceClassification, "bert", num_labels=2).save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    assert model.score.weight.shape == (5, 32)
+
+
+# --- tying, resizing, gradient checkpointing ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model_class", "preset", "output"),
+    [(CustomTransformerForCausalLM, "gpt2", "lm_head"), (CustomTransformerForMaskedLM, "bert", "lm_head.decoder")],
+)
+def test_lm_heads_are_tied_to_the_input_embeddings_and_stay_tied_after_resizing(model_class, preset, output):
+    model = build(model_class, preset)
+    assert model.get_output_embeddings().weight is model.model.embed_tokens.weight
+    model.resize_token_embeddings(120)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert model.get_output_embeddings().weight.shape == (120, 32) and model.config.vocab_size == 120
+    assert model(torch.tensor([[110, 3, 4]])).logits.shape == (1, 3, 120)
+
+
+def test_untied_presets_keep_a_separate_lm_head(tmp_path):
+    model = build(CustomTransformerForCausalLM, "llama")
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert_close(reloaded.lm_head.weight, model.lm_head.weight)
+
+
+@pytest.mark.parametrize("preset", ["llama", "bert"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(preset):
+    model_class = CustomTransformerForCausalLM if preset == "llama" else CustomTransformerForMaskedLM
+    input_ids, _ = make_inputs()
+
+    def loss_and_grads(checkpointing: bool):
+        model = build(model_class, preset).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        loss = model(input_ids, labels=input_ids).loss
+        loss.backward()
+        return loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads(False)
+    loss_ckpt, grads_ckpt = loss_and_grads(True)
+    assert_close(loss_ckpt, loss)
+    assert grads.keys() == grads_ckpt.keys() and len(grads) > 10
+    for name in grads:
+        assert_close(grads_ckpt[name], grads[name], msg=name)
+
+
+# --- generation --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", DECODER_PRESETS)
+def test_greedy_generation_is_the_same_with_and_without_the_kv_cache(preset):
+    model = build(CustomTransformerForCausalLM, preset)
+    input_ids, attention_mask = make_inputs(left_padding=True)
+    kwargs = {"attention_mask": attention_mask, "max_new_tokens": 8, "do_sample": False, "pad_token_id": 0}
+    cached = model.generate(input_ids, use_cache=True, **kwargs)
+    uncached = model.generate(input_ids, use_cache=False, **kwargs)
+    static = model.generate(input_ids, cache_implementation="static", **kwargs)
+    assert cached.shape == (2, 15)
+    assert torch.equal(cached, uncached)
+    assert torch.equal(cached, static)
+
+
+def test_only_the_causal_lm_can_generate():
+    assert CustomTransformerForCausalLM.can_generate()
+    assert not any(cls.can_generate() for cls in SHARED_HEADS.values())
+    assert not CustomTransformerForMaskedLM.can_generate()
+
+
+def test_model_declares_the_transformers_5_capabilities():
+    model = build(CustomTransformerForCausalLM, "llama")
+    assert model.supports_gradient_checkpointing and model._supports_sdpa and model._supports_flex_attn
+    assert model._supports_flash_attn and model._supports_attention_backend and model._can_compile_fullgraph
+    assert model.is_backend_compatible()
+    assert model._tied_weights_keys == {"lm_head.weight": "model.embed_tokens.weight"}
+    assert set(model._no_split_modules) == {"CustomTransformerPreNormLayer", "CustomTransformerPostNormLayer"}
+    assert model.config.base_model_tp_plan["layers.*.self_attn.q_proj"] == "colwise"

@@ -23,6 +23,17 @@ NORM_PLACEMENTS = ("pre", "post")
 MLP_TYPES = ("gated", "plain")
 CLASSIFIER_POOLINGS = ("first", "last", "mean")
 
+ATTENTION_TP_PLAN = {
+    "layers.*.self_attn.q_proj": "colwise",
+    "layers.*.self_attn.k_proj": "colwise",
+    "layers.*.self_attn.v_proj": "colwise",
+    "layers.*.self_attn.o_proj": "rowwise",
+}
+MLP_TP_PLANS = {
+    "gated": {"layers.*.mlp.gate_proj": "colwise", "layers.*.mlp.up_proj": "colwise", "layers.*.mlp.down_proj": "rowwise"},
+    "plain": {"layers.*.mlp.up_proj": "colwise", "layers.*.mlp.down_proj": "rowwise"},
+}
+
 
 class CustomTransformerConfig(PreTrainedConfig):
     r"""Configuration for [`CustomTransformerModel`] and its heads.
@@ -47,16 +58,7 @@ class CustomTransformerConfig(PreTrainedConfig):
 
     model_type = "custom_transformer"
     keys_to_ignore_at_inference = ["past_key_values"]
-    # Tensor and pipeline parallel plans, in the module names of `CustomTransformerModel`.
-    base_model_tp_plan = {
-        "layers.*.self_attn.q_proj": "colwise",
-        "layers.*.self_attn.k_proj": "colwise",
-        "layers.*.self_attn.v_proj": "colwise",
-        "layers.*.self_attn.o_proj": "rowwise",
-        "layers.*.mlp.gate_proj": "colwise",
-        "layers.*.mlp.up_proj": "colwise",
-        "layers.*.mlp.down_proj": "rowwise",
-    }
+    # Pipeline-parallel plan, in the module names of `CustomTransformerModel`.
     base_model_pp_plan = {
         "embed_tokens": (["input_ids"], ["inputs_embeds"]),
         "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
@@ -134,6 +136,11 @@ class CustomTransformerConfig(PreTrainedConfig):
         # Validate before the base class runs its own checks (transformers >= 5.2x), so errors name our fields.
         self.validate_architecture()
         super().__init__(**kwargs)
+
+    @property
+    def base_model_tp_plan(self) -> dict[str, str]:
+        """Tensor-parallel plan of `CustomTransformerModel`: column-wise in, row-wise out, per MLP kind."""
+        return {**ATTENTION_TP_PLAN, **MLP_TP_PLANS[self.mlp_type]}
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "CustomTransformerConfig":

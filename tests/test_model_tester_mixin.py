@@ -1,0 +1,92 @@
+"""transformers' own model test suite (`ModelTesterMixin`), run over our heads as it runs over Llama and BERT.
+
+The mixin decides which labels a head needs from transformers' Auto mappings, so for the duration of
+each test our model type is added to those mappings (and only there: `patch.dict` restores them).
+"""
+
+import sys
+import unittest
+from pathlib import Path
+from unittest.mock import patch
+
+import torch
+from conftest import tiny_config
+from transformers.models.auto import modeling_auto
+
+from custom_transformer import (
+    CustomTransformerForCausalLM,
+    CustomTransformerForMaskedLM,
+    CustomTransformerForQuestionAnswering,
+    CustomTransformerForSequenceClassification,
+    CustomTransformerForTokenClassification,
+    CustomTransformerModel,
+)
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from transformers_test_suite import ensure_hf_tests_importable  # noqa: E402
+
+ensure_hf_tests_importable()
+from hf_tests.test_modeling_common import ModelTesterMixin, ids_tensor  # noqa: E402
+
+AUTO_MAPPINGS = {
+    "MODEL_MAPPING_NAMES": CustomTransformerModel,
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": CustomTransformerForCausalLM,
+    "MODEL_FOR_MASKED_LM_MAPPING_NAMES": CustomTransformerForMaskedLM,
+    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": CustomTransformerForSequenceClassification,
+    "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": CustomTransformerForTokenClassification,
+    "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES": CustomTransformerForQuestionAnswering,
+}
+ROPE_PRESETS = ("llama",)
+SHARED_HEADS = (
+    CustomTransformerModel,
+    CustomTransformerForSequenceClassification,
+    CustomTransformerForTokenClassification,
+    CustomTransformerForQuestionAnswering,
+)
+
+
+class TinyModelTester:
+    """What the mixin asks of a model tester: sizes, a config, and inputs."""
+
+    batch_size, seq_length, is_training = 3, 7, True
+    num_hidden_layers, num_attention_heads, hidden_size, vocab_size = 2, 4, 32, 99
+    num_labels, num_choices = 3, 4
+
+    def __init__(self, preset: str):
+        self.preset = preset
+
+    def get_config(self):
+        return tiny_config(self.preset, num_labels=self.num_labels)
+
+    def prepare_config_and_inputs_for_common(self):
+        input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size)
+        attention_mask = torch.ones_like(input_ids)
+        attention_mask[0, -2:] = 0  # one padded row
+        return self.get_config(), {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+class CustomTransformerTesterBase(ModelTesterMixin):
+    preset: str
+
+    def setUp(self):
+        self.model_tester = TinyModelTester(self.preset)
+        if self._testMethodName.startswith("test_model_rope_scaling") and self.preset not in ROPE_PRESETS:
+            self.skipTest(f"the {self.preset} preset has no rotary embeddings to scale")
+        for mapping_name, model_class in AUTO_MAPPINGS.items():
+            mapping = getattr(modeling_auto, mapping_name)
+            patcher = patch.dict(mapping, {"custom_transformer": model_class.__name__})
+            patcher.start()
+            self.addCleanup(patcher.stop)
+
+    def test_generation_tester_mixin_inheritance(self):
+        """Generation is tested in tests/test_modeling.py; the sdist does not ship GenerationTesterMixin."""
+
+
+class LlamaPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
+    preset = "llama"
+    all_model_classes = (*SHARED_HEADS, CustomTransformerForCausalLM)
+
+
+class BertPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
+    preset = "bert"
+    all_model_classes = (*SHARED_HEADS, CustomTransformerForMaskedLM)

@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ct-hf-home-")
 
 import pytest  # noqa: E402
+from transformers import AutoConfig, PreTrainedConfig  # noqa: E402
 
 from custom_transformer import CustomTransformerConfig  # noqa: E402
 
@@ -36,6 +37,33 @@ TINY = {
 def tiny_config(preset: str = "llama", **overrides) -> CustomTransformerConfig:
     """A 2-layer, hidden-32 config of a preset (GQA with 2 KV heads), for fast tests."""
     return CustomTransformerConfig.from_preset(preset, **{**TINY, **overrides})
+
+
+# The same tiny sizes in the field names of the transformers families that `custom_transformer.convert` reads.
+TINY_REFERENCE = {
+    "llama": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 37,
+        "max_position_embeddings": 64,
+    },
+    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 37, "n_positions": 64},
+    "bert": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 37,
+        "max_position_embeddings": 64,
+    },
+}
+
+
+def tiny_reference_config(model_type: str, **overrides) -> PreTrainedConfig:
+    """A transformers Llama / GPT-2 / BERT config with the sizes and special tokens of `tiny_config`."""
+    tokens = {name: TINY[name] for name in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")}
+    return AutoConfig.for_model(model_type, **{**tokens, **TINY_REFERENCE[model_type], **overrides})
 
 
 @pytest.fixture(params=PRESET_NAMES)

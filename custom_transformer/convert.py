@@ -1,0 +1,550 @@
+"""Convert checkpoints between transformers' Llama, GPT-2 and BERT and custom_transformer (and back to Llama).
+
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR                    # llama/gpt2/bert -> ours
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family llama  # ours -> LlamaForCausalLM
+
+A conversion is data: a config mapping, the settings it cannot represent, and renaming rules for the state
+dict. A rule maps a key prefix to a new prefix (`{n}` stands for the layer index), to a tuple of prefixes (the
+tensor is a fused projection, split in equal parts along its output dimension) or to `None` (dropped). The
+source is loaded with transformers' own class, so legacy key names and tied weights are resolved before
+renaming, and GPT-2's `Conv1D` weights are transposed to the `nn.Linear` layout first. This module is a package
+tool: it is not copied into checkpoints and may use transformers' model classes.
+"""
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    BertForMaskedLM,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+    GPT2ForQuestionAnswering,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+    GPT2Model,
+    HfArgumentParser,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    LlamaForTokenClassification,
+    LlamaModel,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
+from transformers.initialization import no_init_weights
+from transformers.pytorch_utils import Conv1D
+
+from .configuration_custom_transformer import CustomTransformerConfig
+from .modeling_custom_transformer import (
+    CustomTransformerForCausalLM,
+    CustomTransformerForMaskedLM,
+    CustomTransformerForQuestionAnswering,
+    CustomTransformerForSequenceClassification,
+    CustomTransformerForTokenClassification,
+    CustomTransformerModel,
+)
+
+Target = str | tuple[str, ...] | None  # a prefix, a fused tensor split in parts, or dropped
+Rule = tuple[str, Target]
+
+
+@dataclass(frozen=True)
+class Head:
+    """One architecture pair: the class to load, the class to build, and the keys only this head has."""
+
+    source: type[PreTrainedModel]
+    target: type[PreTrainedModel]
+    rules: tuple[Rule, ...] = ()
+    # Target keys the source lacks because they are zero there (GPT-2's and Llama's bias-free `score`).
+    zero_filled: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How one family's checkpoints become another's."""
+
+    config: Callable[[PreTrainedConfig], PreTrainedConfig]
+    # field -> (the only supported value, why): settings the target architecture cannot reproduce.
+    required: dict[str, tuple[object, str]]
+    rules: tuple[Rule, ...]  # the shared body; each head's own rules are tried first
+    heads: tuple[Head, ...]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config mappings
+
+
+# Fields with the same name and meaning in every family (special tokens, tying, labels of classification heads).
+COMMON_FIELDS = (
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "tie_word_embeddings",
+    "initializer_range",
+    "id2label",
+    "label2id",
+    "problem_type",
+)
+
+
+def _custom_config(
+    preset: str, fields: Callable[[PreTrainedConfig], dict]
+) -> Callable[[PreTrainedConfig], CustomTransformerConfig]:
+    def build(config: PreTrainedConfig) -> CustomTransformerConfig:
+        common = {name: getattr(config, name) for name in COMMON_FIELDS}
+        return CustomTransformerConfig.from_preset(preset, **common, **fields(config))
+
+    return build
+
+
+def _llama_fields(config: LlamaConfig) -> dict:
+    return {
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "num_key_value_heads": config.num_key_value_heads,
+        "head_dim": config.head_dim,
+        "intermediate_size": config.intermediate_size,
+        "hidden_act": config.hidden_act,
+        "max_position_embeddings": config.max_position_embeddings,
+        "layer_norm_eps": config.rms_norm_eps,
+        "rope_parameters": config.rope_parameters,
+        "attention_bias": config.attention_bias,
+        "mlp_bias": config.mlp_bias,
+        "attention_dropout": config.attention_dropout,
+    }
+
+
+def _gpt2_fields(config: PreTrainedConfig) -> dict:
+    return {
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.n_embd,
+        "num_hidden_layers": config.n_layer,
+        "num_attention_heads": config.n_head,
+        "intermediate_size": config.n_inner or 4 * config.n_embd,
+        "hidden_act": config.activation_function,
+        "max_position_embeddings": config.n_positions,
+        "layer_norm_eps": config.layer_norm_epsilon,
+        "hidden_dropout": config.resid_pdrop,
+        "attention_dropout": config.attn_pdrop,
+    }
+
+
+def _bert_fields(config: PreTrainedConfig) -> dict:
+    return {
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "intermediate_size": config.intermediate_size,
+        "hidden_act": config.hidden_act,
+        "max_position_embeddings": config.max_position_embeddings,
+        "layer_norm_eps": config.layer_norm_eps,
+        "type_vocab_size": config.type_vocab_size,
+        "hidden_dropout": config.hidden_dropout_prob,
+        "attention_dropout": config.attention_probs_dropout_prob,
+        "classifier_dropout": config.classifier_dropout,
+    }
+
+
+def llama_config_from(config: CustomTransformerConfig) -> LlamaConfig:
+    """The `LlamaConfig` of a llama-preset custom config (the switches are checked by the caller)."""
+    return LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        hidden_act=config.hidden_act,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.layer_norm_eps,
+        rope_parameters=config.rope_parameters,
+        attention_bias=config.attention_bias,
+        mlp_bias=config.mlp_bias,
+        attention_dropout=config.attention_dropout,
+        **{name: getattr(config, name) for name in COMMON_FIELDS},
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The conversions
+
+LLAMA_RULES: tuple[Rule, ...] = (
+    ("model.layers.{n}.input_layernorm.", "model.layers.{n}.attention_norm."),
+    ("model.layers.{n}.post_attention_layernorm.", "model.layers.{n}.mlp_norm."),
+    ("model.", "model."),  # embed_tokens, self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, norm
+    ("lm_head.", "lm_head."),
+    ("score.", "score."),
+)
+
+GPT2_RULES: tuple[Rule, ...] = (
+    ("transformer.wte.", "model.embed_tokens."),
+    ("transformer.wpe.", "model.embed_positions."),
+    ("transformer.h.{n}.ln_1.", "model.layers.{n}.attention_norm."),
+    (
+        "transformer.h.{n}.attn.c_attn.",
+        (
+            "model.layers.{n}.self_attn.q_proj.",
+            "model.layers.{n}.self_attn.k_proj.",
+            "model.layers.{n}.self_attn.v_proj.",
+        ),
+    ),
+    ("transformer.h.{n}.attn.c_proj.", "model.layers.{n}.self_attn.o_proj."),
+    ("transformer.h.{n}.ln_2.", "model.layers.{n}.mlp_norm."),
+    ("transformer.h.{n}.mlp.c_fc.", "model.layers.{n}.mlp.up_proj."),
+    ("transformer.h.{n}.mlp.c_proj.", "model.layers.{n}.mlp.down_proj."),
+    ("transformer.ln_f.", "model.norm."),
+    ("lm_head.", "lm_head."),
+    ("score.", "score."),
+    ("classifier.", "score."),
+    ("qa_outputs.", "qa_outputs."),
+)
+
+BERT_RULES: tuple[Rule, ...] = (
+    ("bert.embeddings.word_embeddings.", "model.embed_tokens."),
+    ("bert.embeddings.position_embeddings.", "model.embed_positions."),
+    ("bert.embeddings.token_type_embeddings.", "model.embed_token_types."),
+    ("bert.embeddings.LayerNorm.", "model.embed_norm."),
+    ("bert.encoder.layer.{n}.attention.self.query.", "model.layers.{n}.self_attn.q_proj."),
+    ("bert.encoder.layer.{n}.attention.self.key.", "model.layers.{n}.self_attn.k_proj."),
+    ("bert.encoder.layer.{n}.attention.self.value.", "model.layers.{n}.self_attn.v_proj."),
+    ("bert.encoder.layer.{n}.attention.output.dense.", "model.layers.{n}.self_attn.o_proj."),
+    ("bert.encoder.layer.{n}.attention.output.LayerNorm.", "model.layers.{n}.attention_norm."),
+    ("bert.encoder.layer.{n}.intermediate.dense.", "model.layers.{n}.mlp.up_proj."),
+    ("bert.encoder.layer.{n}.output.dense.", "model.layers.{n}.mlp.down_proj."),
+    ("bert.encoder.layer.{n}.output.LayerNorm.", "model.layers.{n}.mlp_norm."),
+    ("bert.pooler.dense.", "pooler.dense."),
+    ("classifier.", "score."),
+    ("qa_outputs.", "qa_outputs."),
+)
+
+BERT_MLM_RULES: tuple[Rule, ...] = (
+    ("cls.predictions.transform.dense.", "lm_head.dense."),
+    ("cls.predictions.transform.LayerNorm.", "lm_head.norm."),
+    ("cls.predictions.decoder.", "lm_head.decoder."),
+    ("cls.predictions.bias", None),  # the same tensor as cls.predictions.decoder.bias
+)
+
+IMPORTS: dict[str, Conversion] = {
+    "llama": Conversion(
+        config=_custom_config("llama", _llama_fields),
+        required={},  # GQA, head_dim, attention/MLP biases, tied embeddings and every rope_type map directly
+        rules=LLAMA_RULES,
+        heads=(
+            Head(LlamaForCausalLM, CustomTransformerForCausalLM),
+            Head(LlamaModel, CustomTransformerModel),
+            Head(
+                LlamaForSequenceClassification, CustomTransformerForSequenceClassification, zero_filled=("score.bias",)
+            ),
+            Head(LlamaForTokenClassification, CustomTransformerForTokenClassification),
+        ),
+    ),
+    "gpt2": Conversion(
+        config=_custom_config("gpt2", _gpt2_fields),
+        required={
+            "scale_attn_weights": (True, "attention scores are always scaled by 1/sqrt(head_dim)"),
+            "scale_attn_by_inverse_layer_idx": (False, "attention scores are not scaled by layer depth"),
+            "reorder_and_upcast_attn": (False, "attention runs in the precision of the configured kernel"),
+            "add_cross_attention": (False, "the model has no cross-attention"),
+        },
+        rules=GPT2_RULES,
+        heads=(
+            Head(GPT2LMHeadModel, CustomTransformerForCausalLM),
+            Head(GPT2Model, CustomTransformerModel),
+            Head(
+                GPT2ForSequenceClassification, CustomTransformerForSequenceClassification, zero_filled=("score.bias",)
+            ),
+            Head(GPT2ForTokenClassification, CustomTransformerForTokenClassification),
+            Head(GPT2ForQuestionAnswering, CustomTransformerForQuestionAnswering),
+        ),
+    ),
+    "bert": Conversion(
+        config=_custom_config("bert", _bert_fields),
+        required={
+            "position_embedding_type": ("absolute", "positions are learned absolute embeddings"),
+            "is_decoder": (False, "BERT converts as a bidirectional encoder"),
+            "add_cross_attention": (False, "the model has no cross-attention"),
+        },
+        rules=BERT_RULES,
+        heads=(
+            Head(BertForMaskedLM, CustomTransformerForMaskedLM, rules=BERT_MLM_RULES),
+            # The bare custom model has no pooler: BertModel's `pooler_output` is not carried over.
+            Head(BertModel, CustomTransformerModel, rules=(("bert.pooler.", None),)),
+            Head(BertForSequenceClassification, CustomTransformerForSequenceClassification),
+            Head(BertForTokenClassification, CustomTransformerForTokenClassification),
+            Head(BertForQuestionAnswering, CustomTransformerForQuestionAnswering),
+        ),
+    ),
+}
+
+
+def _invert(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    return tuple((target, source) for source, target in rules if isinstance(target, str))
+
+
+EXPORTS: dict[str, Conversion] = {
+    "llama": Conversion(
+        config=llama_config_from,
+        required={
+            "is_decoder": (True, "Llama is a causal decoder"),
+            "position_embedding_type": ("rope", "Llama uses rotary position embeddings"),
+            "norm_type": ("rmsnorm", "Llama normalises with RMSNorm"),
+            "norm_placement": ("pre", "Llama normalises before each sublayer"),
+            "mlp_type": ("gated", "Llama's MLP is gated (SwiGLU)"),
+            "type_vocab_size": (0, "Llama has no token-type embeddings"),
+            "scale_embeddings": (False, "Llama does not scale its embeddings"),
+            "embedding_norm": (False, "Llama does not normalise its embeddings"),
+        },
+        rules=_invert(LLAMA_RULES),
+        heads=(
+            Head(CustomTransformerForCausalLM, LlamaForCausalLM),
+            Head(CustomTransformerModel, LlamaModel),
+        ),
+    ),
+}
+
+TARGET_FAMILIES = ("custom_transformer", *EXPORTS)
+# Copied next to the converted weights so the folder stays usable as it was.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Conversion
+
+
+def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "custom_transformer") -> PreTrainedModel:
+    """Convert the checkpoint in `source_dir` and save it to `target_dir`; returns the converted model.
+
+    `to_family="custom_transformer"` reads Llama, GPT-2 and BERT checkpoints; `to_family="llama"` exports a
+    llama-preset custom_transformer checkpoint for Llama runtimes.
+    """
+    config = AutoConfig.from_pretrained(source_dir)
+    conversion = _conversion(config.model_type, to_family)
+    description = f"this {config.model_type} checkpoint to {to_family}"
+    target_config = _config(conversion, config, description)
+    head = _head(conversion, config, description)
+    source = head.source.from_pretrained(source_dir)
+    state_dict = rename(_linear_state_dict(source), head.rules + conversion.rules)
+    target = _build(head.target, target_config, state_dict, head.zero_filled).to(source.dtype)
+    if target.can_generate() and source.can_generate():
+        target.generation_config = source.generation_config
+    target.save_pretrained(target_dir)
+    for path in (Path(source_dir) / name for name in TOKENIZER_FILES):
+        if path.is_file():
+            shutil.copy2(path, Path(target_dir) / path.name)
+    return target
+
+
+def _conversion(model_type: str, to_family: str) -> Conversion:
+    if to_family not in TARGET_FAMILIES:
+        raise ValueError(f"to_family={to_family!r} is not supported. Choose one of: {', '.join(TARGET_FAMILIES)}.")
+    if to_family != "custom_transformer" and model_type != CustomTransformerConfig.model_type:
+        raise ValueError(
+            f"to_family={to_family!r} converts custom_transformer checkpoints, not model_type={model_type!r} ones."
+        )
+    if to_family in EXPORTS:
+        return EXPORTS[to_family]
+    if model_type == CustomTransformerConfig.model_type:
+        raise ValueError(
+            "This is already a custom_transformer checkpoint. To export it, pass to_family (--to-family) "
+            f"one of: {', '.join(EXPORTS)}."
+        )
+    if model_type not in IMPORTS:
+        raise ValueError(
+            f"Cannot convert model_type={model_type!r}: supported model types are {', '.join(map(repr, IMPORTS))}."
+        )
+    return IMPORTS[model_type]
+
+
+def _config(conversion: Conversion, config: PreTrainedConfig, description: str) -> PreTrainedConfig:
+    for name, (supported, why) in conversion.required.items():
+        value = getattr(config, name, supported)
+        if value != supported:
+            raise ValueError(
+                f"Cannot convert {description}: {name}={value!r} is not supported ({why}). "
+                f"Supported: {name}={supported!r}."
+            )
+    return conversion.config(config)
+
+
+def _head(conversion: Conversion, config: PreTrainedConfig, description: str) -> Head:
+    heads = {head.source.__name__: head for head in conversion.heads}
+    architecture = (config.architectures or [None])[0]
+    if architecture not in heads:
+        raise ValueError(
+            f"Cannot convert {description}: architecture {architecture!r} is not supported. "
+            f"Supported architectures: {', '.join(heads)}."
+        )
+    return heads[architecture]
+
+
+def _linear_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The state dict with `nn.Linear` weight layout and the keys a head would have (`bert.`, `transformer.`...).
+
+    GPT-2's `Conv1D` stores weights as (in, out), the transpose of `nn.Linear`.
+    """
+    state_dict = model.state_dict()
+    for name, module in model.named_modules():
+        if isinstance(module, Conv1D):
+            state_dict[f"{name}.weight"] = state_dict[f"{name}.weight"].t()
+    if model.base_model is model:  # a bare model: its keys lack the prefix the rules are written with
+        state_dict = {f"{model.base_model_prefix}.{key}": tensor for key, tensor in state_dict.items()}
+    return state_dict
+
+
+def _compile(pattern: str) -> re.Pattern:
+    return re.compile(r"(\d+)".join(map(re.escape, pattern.split("{n}"))))
+
+
+def rename(state_dict: dict[str, torch.Tensor], rules: tuple[Rule, ...]) -> dict[str, torch.Tensor]:
+    """Apply renaming rules: the first rule whose prefix matches a key decides; unmatched keys are an error."""
+    compiled = [(_compile(source), target) for source, target in rules]
+    renamed = {}
+    for key, tensor in state_dict.items():
+        match, target = _first_rule(key, compiled)
+        if target is None:
+            continue
+        layer, rest = (match.group(1) if match.groups() else ""), key[match.end() :]
+        targets = (target,) if isinstance(target, str) else target
+        for name, part in zip(targets, tensor.chunk(len(targets), dim=0), strict=True):
+            renamed[name.replace("{n}", layer) + rest] = part.contiguous()
+    return renamed
+
+
+def _first_rule(key: str, compiled: list[tuple[re.Pattern, Target]]) -> tuple[re.Match, Target]:
+    for pattern, target in compiled:
+        if match := pattern.match(key):
+            return match, target
+    raise ValueError(f"No conversion rule for parameter {key!r}.")
+
+
+def _build(
+    model_class: type[PreTrainedModel],
+    config: PreTrainedConfig,
+    state_dict: dict[str, torch.Tensor],
+    zero_filled: tuple[str, ...] = (),
+) -> PreTrainedModel:
+    """A `model_class` holding exactly `state_dict`: a missing or unexpected key is an error, not a silent init."""
+    with no_init_weights():  # every parameter is overwritten below
+        model = model_class(config)
+    if model.base_model is model:  # a bare model: its keys lack the prefix the rules are written with
+        state_dict = {key.removeprefix(f"{model.base_model_prefix}."): tensor for key, tensor in state_dict.items()}
+    expected = model.state_dict()
+    zero_patterns = [_compile(pattern) for pattern in zero_filled]
+    for key in expected.keys() - state_dict.keys():
+        if any(pattern.fullmatch(key) for pattern in zero_patterns):
+            state_dict[key] = torch.zeros_like(expected[key])
+    model.load_state_dict(state_dict, strict=True)
+    model.tie_weights()  # no_init_weights also skipped the tying done at construction
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# torch.nn.TransformerEncoder (the 2017 post-LN encoder)
+
+TORCH_ENCODER_RULES: tuple[Rule, ...] = (
+    (
+        "layers.{n}.self_attn.in_proj_",
+        ("layers.{n}.self_attn.q_proj.", "layers.{n}.self_attn.k_proj.", "layers.{n}.self_attn.v_proj."),
+    ),
+    ("layers.{n}.self_attn.out_proj.", "layers.{n}.self_attn.o_proj."),
+    ("layers.{n}.linear1.", "layers.{n}.mlp.up_proj."),
+    ("layers.{n}.linear2.", "layers.{n}.mlp.down_proj."),
+    ("layers.{n}.norm1.", "layers.{n}.attention_norm."),
+    ("layers.{n}.norm2.", "layers.{n}.mlp_norm."),
+)
+TORCH_ACTIVATIONS = {nn.functional.relu: "relu", nn.functional.gelu: "gelu"}
+
+
+def from_torch_encoder(encoder: nn.TransformerEncoder, embedding: nn.Embedding, **overrides) -> CustomTransformerModel:
+    """A vaswani-preset `CustomTransformerModel` computing what `encoder(embedding(ids) * sqrt(d) + PE)` computes.
+
+    The encoder must be post-LN (`norm_first=False`) without a final norm; the model takes batch-first input
+    and `attention_mask` (1 = token) where torch takes `src_key_padding_mask` (True = padding).
+    """
+    layer = encoder.layers[0]
+    if layer.norm_first or encoder.norm is not None:
+        raise ValueError(
+            "Only post-LN encoders convert: build the layers with norm_first=False and the encoder with norm=None."
+        )
+    if layer.activation not in TORCH_ACTIVATIONS:
+        raise ValueError(
+            f"activation={layer.activation!r} is not supported. Supported: {', '.join(TORCH_ACTIVATIONS.values())}."
+        )
+    attention = layer.self_attn
+    config = CustomTransformerConfig.from_preset(
+        "vaswani",
+        **{
+            "vocab_size": embedding.num_embeddings,
+            "hidden_size": attention.embed_dim,
+            "num_hidden_layers": len(encoder.layers),
+            "num_attention_heads": attention.num_heads,
+            "intermediate_size": layer.linear1.out_features,
+            "hidden_act": TORCH_ACTIVATIONS[layer.activation],
+            "layer_norm_eps": layer.norm1.eps,
+            "attention_bias": attention.in_proj_bias is not None,
+            "mlp_bias": layer.linear1.bias is not None,
+            "hidden_dropout": layer.dropout.p,
+            "attention_dropout": attention.dropout,
+            "pad_token_id": embedding.padding_idx,
+            **overrides,
+        },
+    )
+    state_dict = {"embed_tokens.weight": embedding.weight.detach(), **rename(encoder.state_dict(), TORCH_ENCODER_RULES)}
+    # torch's bias=False also drops the LayerNorm biases, which are zero in our always-biased LayerNorm.
+    return _build(
+        CustomTransformerModel,
+        config,
+        state_dict,
+        zero_filled=("layers.{n}.attention_norm.bias", "layers.{n}.mlp_norm.bias"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+@dataclass
+class ConvertArguments:
+    source: str = field(metadata={"aliases": ["--from"], "help": "Checkpoint folder to convert."})
+    target: str = field(metadata={"aliases": ["--to"], "help": "Folder to write the converted checkpoint to."})
+    to_family: Literal["custom_transformer", "llama"] = field(
+        default="custom_transformer",
+        metadata={"help": "custom_transformer reads llama/gpt2/bert; llama exports a llama-preset checkpoint."},
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = HfArgumentParser(ConvertArguments).parse_args_into_dataclasses(args=argv)
+    try:
+        model = convert(args.source, args.target, args.to_family)
+    except (ValueError, OSError) as error:  # an unsupported setting, a folder that is not a checkpoint
+        raise SystemExit(f"error: {error}") from None
+    print(f"Wrote {type(model).__name__} to {args.target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""A training run's artefacts, read and checked once: everything a card says comes from here.
+
+The layout is the training scripts' results contract: the Trainer's files (`trainer_state.json`, the
+`*_results.json` metrics), the saved model (`config.json`, safetensors, code, tokenizer) and `run_info.json`
+(task, preset, dataset and license, metrics and baselines measured on the same split - the test split
+unless "evaluated_split" names another - wall time, hardware, hyper-parameters).
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import safe_open
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # the Hub's pretty task name, used in model-index
+    auto_class: str  # the transformers Auto class that loads the head
+
+
+TASKS = {
+    "text-classification": Task("Text Classification", "AutoModelForSequenceClassification"),
+    "text-generation": Task("Text Generation", "AutoModelForCausalLM"),
+    "fill-mask": Task("Fill-Mask", "AutoModelForMaskedLM"),
+    "token-classification": Task("Token Classification", "AutoModelForTokenClassification"),
+}
+DEFAULT_EVAL_SPLIT = "test"  # where run_info "metrics" and "baselines" were measured, unless "evaluated_split" says
+# Bookkeeping that Trainer and the training scripts mix into metric dicts; none of it is a result.
+NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "total_flos", "num_rows")
+SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
+
+
+class IncompleteRunError(ValueError):
+    """The run folder lacks an artefact the card is built from; the message lists every gap."""
+
+
+@dataclass(frozen=True)
+class Run:
+    directory: Path
+    info: dict  # run_info.json
+    config: dict  # config.json
+    trainer_state: dict  # trainer_state.json
+    num_parameters: int  # counted in the safetensors headers: what is actually shipped
+    weight_dtypes: tuple[str, ...]
+
+    @property
+    def task(self) -> str:
+        return self.info["task"]
+
+    @property
+    def dataset(self) -> dict:
+        return self.info["dataset"]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return result_metrics(self.info["metrics"])
+
+    @property
+    def baselines(self) -> dict[str, dict[str, float]]:
+        return {name: result_metrics(values) for name, values in (self.info.get("baselines") or {}).items()}
+
+    @property
+    def eval_split(self) -> str:
+        return self.info.get("evaluated_split") or DEFAULT_EVAL_SPLIT
+
+    @property
+    def eval_examples(self) -> int | None:
+        return self.info["metrics"].get("num_rows") or (self.dataset.get("split_sizes") or {}).get(self.eval_split)
+
+    @property
+    def log_history(self) -> list[dict]:
+        return self.trainer_state.get("log_history", [])
+
+
+def result_metrics(metrics: dict) -> dict[str, float]:
+    """Numeric results only, without Trainer bookkeeping and without the `test_`/`eval_` prefix."""
+    results = {}
+    for key, value in metrics.items():
+        name = key.removeprefix("test_").removeprefix("eval_")
+        if isinstance(value, int | float) and not isinstance(value, bool) and not name.endswith(NOT_METRICS):
+            results[name] = float(value)
+    return results
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run folder, refusing (with every problem listed) when the card could not be truthful."""
+    directory = Path(run_dir)
+    if not directory.is_dir():
+        raise IncompleteRunError(f"Run folder {directory} does not exist.")
+    problems: list[str] = []
+    info = _read_json(directory / "run_info.json", problems, "written by the training script at the end of a run")
+    config = _read_json(directory / "config.json", problems, "written by trainer.save_model()")
+    trainer_state = _read_json(directory / "trainer_state.json", problems, "written by trainer.save_state()")
+    if info is not None:
+        problems += _run_info_problems(info)
+    num_parameters, dtypes = _count_parameters(directory, problems)
+    if problems:
+        raise IncompleteRunError(f"Cannot build a model card from {directory}:\n- " + "\n- ".join(problems))
+    return Run(directory, info, config, trainer_state, num_parameters, dtypes)
+
+
+def _read_json(path: Path, problems: list[str], origin: str) -> dict | None:
+    if not path.is_file():
+        problems.append(f"{path.name} is missing ({origin}).")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        problems.append(f"{path.name} is not valid JSON: {error}.")
+        return None
+
+
+def _run_info_problems(info: dict) -> list[str]:
+    problems = []
+    if info.get("task") not in TASKS:
+        problems.append(f"run_info.json 'task' is {info.get('task')!r}; expected one of {', '.join(TASKS)}.")
+    if not isinstance(info.get("preset"), str):
+        problems.append("run_info.json 'preset' (the architecture preset name) is missing.")
+    dataset = info.get("dataset")
+    if not isinstance(dataset, dict) or not dataset.get("name") or not dataset.get("license"):
+        problems.append("run_info.json 'dataset' needs at least a 'name' and a 'license'.")
+    if not result_metrics(info.get("metrics") or {}):
+        problems.append(
+            "run_info.json has no test metrics ('metrics' is empty): a model card without evaluation results "
+            "is refused. Evaluate the model on the test split and record the numbers first."
+        )
+    return problems
+
+
+def _count_parameters(directory: Path, problems: list[str]) -> tuple[int, tuple[str, ...]]:
+    """Sum the element counts in the safetensors headers (no tensor is loaded), single file or shards."""
+    if (directory / SAFE_WEIGHTS_INDEX).is_file():
+        index = json.loads((directory / SAFE_WEIGHTS_INDEX).read_text())
+        files = sorted(set(index["weight_map"].values()))
+    else:
+        files = [SAFE_WEIGHTS]
+    missing = [name for name in files if not (directory / name).is_file()]
+    if missing:
+        problems.append(f"Weights are missing: {', '.join(missing)} (the card counts parameters from them).")
+        return 0, ()
+    total, dtypes = 0, set()
+    for name in files:
+        with safe_open(directory / name, framework="pt") as weights:
+            for key in weights.keys():
+                tensor = weights.get_slice(key)
+                total += math.prod(tensor.get_shape())
+                dtypes.add(tensor.get_dtype())
+    return total, tuple(sorted(dtypes))

@@ -1,0 +1,172 @@
+"""Model cards and hub-ready exports, built from a real (tiny) Trainer run."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
+from tiny_run import build_tiny_run
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import model_cards.export
+from model_cards import IncompleteRunError, export_run, load_run, write_model_card
+from model_cards.card import card_data
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CODE_FILES = {
+    "configuration_custom_transformer.py",
+    "modeling_custom_transformer.py",
+    "presets.py",
+    "transformers_compat.py",
+}
+HUB_FILES = {"config.json", "tokenizer.json", "tokenizer_config.json", "README.md", "training_curves.png", *CODE_FILES}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return build_tiny_run(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture(scope="module")
+def card_path(run_dir, tmp_path_factory) -> Path:
+    return write_model_card(run_dir, tmp_path_factory.mktemp("card"), repo_id="org/tiny-classifier")
+
+
+def run_info(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run_info.json").read_text())
+
+
+def test_card_front_matter_parses_and_round_trips_eval_results(run_dir, card_path):
+    front_matter = yaml.safe_load(REGEX_YAML_BLOCK.search(card_path.read_text()).group(2))
+    info = run_info(run_dir)
+
+    assert front_matter["library_name"] == "transformers"
+    assert front_matter["pipeline_tag"] == "text-classification"
+    assert "custom_code" in front_matter["tags"]
+    assert front_matter["license"] == "cc0-1.0"
+    assert front_matter["datasets"] == ["synthetic-sentiment"]
+    assert front_matter["metrics"] == ["accuracy", "f1_macro"]
+    [result] = front_matter["model-index"][0]["results"]
+    assert result["dataset"]["split"] == "test"
+    assert {m["type"]: m["value"] for m in result["metrics"]} == info["metrics"]
+
+    expected = card_data(load_run(run_dir), "tiny-classifier")
+    loaded = ModelCard.load(card_path).data
+    assert loaded.eval_results == expected.eval_results
+    assert loaded.to_dict() == expected.to_dict()
+
+
+def test_card_reports_the_run_artefacts(run_dir, card_path):
+    text = card_path.read_text()
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir, trust_remote_code=True)
+    info = run_info(run_dir)
+
+    assert f"| Parameters | {sum(p.numel() for p in model.parameters()):,} " in text
+    assert "| Layers | 2 |" in text
+    assert "| Hidden size | 32 " in text
+    assert "learned absolute embeddings, 16 positions" in text
+    assert "post-norm" in text
+    assert f"| TF-IDF + logistic regression | {info['baselines']['tfidf_logreg']['accuracy']:.4f} |" in text
+    assert f"| Majority class | {info['baselines']['majority_class']['accuracy']:.4f} |" in text
+    assert f"| **this model** | **{info['metrics']['accuracy']:.4f}** |" in text
+    assert "on CPU (test machine)" in text
+    assert "| `learning_rate` | `0.003` |" in text
+    assert "| `model.hidden_size` | `32` |" in text
+    assert 'repo_id = "org/tiny-classifier"' in text
+    assert (
+        "AutoModelForSequenceClassification.from_pretrained(repo_id, trust_remote_code=True, revision=revision)" in text
+    )
+
+
+def test_training_curves_are_saved_beside_the_card_and_embedded(card_path):
+    png = card_path.parent / "training_curves.png"
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "](training_curves.png)" in card_path.read_text()
+
+
+def test_card_without_results_is_refused(run_dir, tmp_path):
+    broken = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    info = run_info(broken)
+    info["metrics"] = {}
+    (broken / "run_info.json").write_text(json.dumps(info))
+
+    with pytest.raises(IncompleteRunError, match="no test metrics"):
+        write_model_card(broken, tmp_path / "card")
+    assert not (tmp_path / "card").exists()
+
+
+def test_results_are_reported_on_the_split_they_were_measured_on(run_dir, tmp_path):
+    run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    info = run_info(run)
+    info["evaluated_split"] = "validation"  # what the training scripts write when a dataset has no test split
+    (run / "run_info.json").write_text(json.dumps(info))
+
+    card = write_model_card(run, tmp_path / "card")
+    assert ModelCard.load(card).data.eval_results[0].dataset_split == "validation"
+    assert "Results on the `validation` split of synthetic-sentiment (32 examples)" in card.read_text()
+
+
+def test_cli_regenerates_the_card_for_a_run(run_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "model_cards", "--run-dir", str(run_dir), "--output-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "training_curves.png"]
+    assert f'repo_id = "./{tmp_path.name}"' in (tmp_path / "README.md").read_text()
+
+
+def test_export_writes_exactly_the_hub_files_without_local_paths(run_dir, tmp_path):
+    folder = export_run(run_dir, tmp_path / "export", max_shard_size="20KB")
+
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    shards = set(index["weight_map"].values())
+    assert len(shards) > 1
+    assert {p.name for p in folder.iterdir()} == HUB_FILES | shards | {"model.safetensors.index.json"}
+    for path in folder.iterdir():
+        content = path.read_bytes()
+        for local in (str(tmp_path), str(run_dir), str(REPO_ROOT), str(Path.home())):
+            assert local.encode() not in content, f"{path.name} contains {local}"
+    assert not list(tmp_path.glob(".export.*")), "the staging folder was left behind"
+
+    exported = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    original = AutoModelForSequenceClassification.from_pretrained(run_dir, trust_remote_code=True).eval()
+    batch = AutoTokenizer.from_pretrained(folder)(["good film", "bad plot not good"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(**batch).logits, original(**batch).logits)
+
+
+def test_export_refuses_a_non_empty_destination_unless_overwrite(run_dir, tmp_path):
+    destination = tmp_path / "export"
+    destination.mkdir()
+    (destination / "keep.txt").write_text("mine")
+
+    with pytest.raises(FileExistsError, match="not empty: pass --overwrite"):
+        export_run(run_dir, destination)
+    assert [p.name for p in destination.iterdir()] == ["keep.txt"]
+
+    export_run(run_dir, destination, overwrite=True)
+    assert {p.name for p in destination.iterdir()} == HUB_FILES | {"model.safetensors"}
+
+
+def test_failed_export_leaves_the_destination_untouched(run_dir, tmp_path, monkeypatch):
+    destination = tmp_path / "export"
+    destination.mkdir()
+    (destination / "keep.txt").write_text("mine")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(model_cards.export, "write_model_card", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_run(run_dir, destination, overwrite=True)
+    assert [p.name for p in destination.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]

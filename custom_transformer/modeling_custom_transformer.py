@@ -343,6 +343,11 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": CustomTransformerLayer, "attentions": CustomTransformerAttention}
 
+    def __init__(self, config: CustomTransformerConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        # Only the layer class this config builds: FSDP auto-wrap fails on a listed class the model lacks.
+        self._no_split_modules = [LAYERS[config.norm_placement].__name__]
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
         """Initialise parameters and rebuild computed buffers, which are garbage after a meta-device load."""

@@ -359,5 +359,17 @@ def test_model_declares_the_transformers_5_capabilities():
     assert model._supports_flash_attn and model._supports_attention_backend and model._can_compile_fullgraph
     assert model.is_backend_compatible()
     assert model._tied_weights_keys == {"lm_head.weight": "model.embed_tokens.weight"}
-    assert set(model._no_split_modules) == {"CustomTransformerPreNormLayer", "CustomTransformerPostNormLayer"}
+    assert model._no_split_modules == {"CustomTransformerPreNormLayer"}
     assert model.config.base_model_tp_plan["layers.*.self_attn.q_proj"] == "colwise"
+
+
+@pytest.mark.parametrize(("preset", "layer"), [("llama", "PreNorm"), ("bert", "PostNorm")])
+def test_fsdp_auto_wrap_finds_the_layer_class_each_model_declares(preset, layer):
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    model = build(CustomTransformerForSequenceClassification, preset)
+    assert model._no_split_modules == {f"CustomTransformer{layer}Layer"}
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+    assert policy(model.model.layers[0]) and not policy(model.model.embed_tokens)

@@ -1,0 +1,105 @@
+"""Small data, a tiny tokenizer and a tiny checkpoint for the tests of the `training` scripts.
+
+Everything is made by the tests themselves in a temporary folder: synthetic sentences (a word list, fixed
+seed), a byte-level BPE tokenizer trained on them, and a 2-layer hidden-32 Llama-preset checkpoint.
+"""
+
+import json
+import random
+from pathlib import Path
+
+from custom_transformer import CustomTransformerConfig, CustomTransformerForCausalLM
+from training.train_tokenizer import build_tokenizer
+
+WORDS = "the a cat dog sat ran on under mat log big small red blue quickly slowly and then".split()
+TINY_MODEL = "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=2,intermediate_size=64,max_position_embeddings=64"
+
+
+def sentences(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "." for _ in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
+def write_text_corpus(folder: Path) -> dict[str, str]:
+    """Language-modelling text: train.txt and validation.txt, one paragraph per blank-line-separated sentence."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split, n, seed in (("train", 240, 0), ("validation", 40, 1)):
+        files[split] = str(folder / f"{split}.txt")
+        Path(files[split]).write_text("\n\n".join(sentences(n, seed)) + "\n", encoding="utf-8")
+    return files
+
+
+def label_of(text: str) -> str:
+    """A learnable label: whether the sentence mentions a cat or a dog more."""
+    words = text.lower().rstrip(".").split()
+    return "cat" if words.count("cat") >= words.count("dog") else "dog"
+
+
+def write_classification_data(folder: Path, sizes=(("train", 64), ("validation", 21), ("test", 23))) -> dict[str, str]:
+    """JSON-lines with string labels; 21 validation rows, so two processes cannot split them evenly."""
+    files = {}
+    for seed, (split, n) in enumerate(sizes):
+        rows = [{"text": text, "label": label_of(text)} for text in sentences(n, seed + 10)]
+        files[split] = write_jsonl(folder / f"{split}.jsonl", rows)
+    return files
+
+
+def write_token_data(folder: Path) -> dict[str, str]:
+    """Word lists tagged ANIMAL / COLOUR / O."""
+    tags = {"cat": "ANIMAL", "dog": "ANIMAL", "red": "COLOUR", "blue": "COLOUR"}
+    files = {}
+    for seed, (split, n) in enumerate((("train", 48), ("validation", 16))):
+        rows = []
+        for text in sentences(n, seed + 20):
+            words = text.rstrip(".").lower().split()
+            rows.append({"tokens": words, "tags": [tags.get(w, "O") for w in words]})
+        files[split] = write_jsonl(folder / f"{split}.jsonl", rows)
+    return files
+
+
+def make_tokenizer(folder: Path, vocab_size: int = 320):
+    tokenizer = build_tokenizer(sentences(400, 99), vocab_size=vocab_size, min_frequency=2, model_max_length=64)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def make_base_checkpoint(folder: Path, tokenizer) -> str:
+    """A randomly initialised tiny causal LM saved with its tokenizer: what fine-tuning starts from."""
+    overrides = dict(item.split("=") for item in TINY_MODEL.split(","))
+    config = CustomTransformerConfig.from_preset(
+        "llama",
+        **{key: int(value) for key, value in overrides.items()},
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    CustomTransformerForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# Trainer flags every test run shares: CPU, quiet, no integrations, deterministic.
+FAST = [
+    "--use_cpu",
+    "true",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--seed",
+    "0",
+    "--dataloader_pin_memory",
+    "false",
+]

@@ -1,0 +1,77 @@
+"""Load saved checkpoints as someone without this repository would, and use them.
+
+    python training/load_without_package.py --classifier outputs/demo/classifier --language_model outputs/demo/pretrain
+
+Run as a file in a fresh interpreter (the demo runs it from another directory): `import custom_transformer`
+is made to fail before anything else is imported, so the models can only come from the code saved in the
+checkpoints, through `trust_remote_code=True`.
+"""
+
+import argparse
+import importlib.abc
+import sys
+
+BLOCKED = "custom_transformer"
+
+
+class BlockPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname == BLOCKED or fullname.startswith(BLOCKED + "."):
+            raise ImportError(f"{fullname} is blocked: checkpoints must load with the code saved inside them")
+        return None
+
+
+sys.meta_path.insert(0, BlockPackage())
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+
+# Written for this demo, one in the manner of each category (none of them is in the data).
+EXAMPLES = [
+    "A coder who lived in Carlisle\nWrote programs with plenty of style;\n\tThey compiled on the first,\n"
+    "\tThen the build server burst,\nAnd he hasn't been seen for a while.",
+    "Any program that works on the first try was tested on the wrong data.",
+    '"Captain, the shields will not hold much longer!"\n\t\t-- Scotty, stardate 4211.8',
+    "Yow!  Are we having FUN yet, or is this the LINE for the ELECTRIC WAFFLE IRON?",
+]
+PROMPTS = ["Murphy's Law", "There once was a", "Yow!"]
+
+
+def classify(folder: str):
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    print(f"classifier: {type(model).__module__}.{type(model).__name__}")
+    with torch.no_grad():
+        probabilities = model(**tokenizer(EXAMPLES, padding=True, return_tensors="pt")).logits.softmax(-1)
+    for text, p in zip(EXAMPLES, probabilities):
+        label = model.config.id2label[int(p.argmax())]
+        print(f"  {label:>10} ({p.max():.2f})  {text.splitlines()[0][:70]!r}")
+
+
+def generate(folder: str, seed: int = 0):
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    print(f"language model: {type(model).__module__}.{type(model).__name__}")
+    torch.manual_seed(seed)
+    for prompt in PROMPTS:
+        inputs = tokenizer(prompt, return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=40, do_sample=True, top_k=40, temperature=0.8)
+        text = tokenizer.decode(output[0], skip_special_tokens=True)
+        print("  " + text.replace("\n", "\n  ") + "\n  ---")
+
+
+def main(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classifier", help="A sequence-classification checkpoint folder.")
+    parser.add_argument("--language_model", help="A causal-LM checkpoint folder.")
+    args = parser.parse_args(argv)
+    if args.classifier:
+        classify(args.classifier)
+    if args.language_model:
+        generate(args.language_model)
+    assert BLOCKED not in sys.modules, f"{BLOCKED} was imported"
+    print(f"{BLOCKED} was never imported: the checkpoints carry their own code.")
+
+
+if __name__ == "__main__":
+    main()

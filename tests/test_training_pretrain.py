@@ -2,6 +2,10 @@
 
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ from training_helpers import FAST, TINY_MODEL, read_json, write_text_corpus
 from transformers import AutoTokenizer
 
 from training import evaluate_model, pretrain, train_tokenizer
+from training.cli import newest_complete_checkpoint
 
 REMOTE_CODE = ("configuration_custom_transformer.py", "modeling_custom_transformer.py", "transformers_compat.py")
 
@@ -139,3 +144,36 @@ def test_evaluate_model_scores_a_language_model_checkpoint(corpus, tokenizer_dir
     assert saved["heldout_perplexity"] == pytest.approx(math.exp(saved["heldout_loss"]))
     # The same blocks as pre-training's own evaluation, so the same loss.
     assert metrics["heldout_loss"] == pytest.approx(read_json(tmp_path / "lm" / "eval_results.json")["eval_loss"])
+
+
+def test_a_run_killed_mid_training_resumes_to_the_same_weights_as_an_uninterrupted_run(corpus, tokenizer_dir, tmp_path):
+    argv = ["--preset", "llama", "--max_steps", "48", "--save_steps", "4"]
+    killed_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "training.pretrain", *pretrain_argv(corpus, tokenizer_dir, killed_dir, *argv)]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_checkpoint = killed_dir / "checkpoint-8" / "trainer_state.json"
+    while not first_checkpoint.exists() and run.poll() is None:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)  # no chance to clean up: maybe in the middle of writing a checkpoint
+    assert run.wait() == -signal.SIGKILL, "the run finished before it could be killed: make it longer"
+    assert not (killed_dir / "model.safetensors").exists()
+
+    metrics = pretrain.main(pretrain_argv(corpus, tokenizer_dir, killed_dir, *argv, "--resume_from_checkpoint", "last"))
+    pretrain.main(pretrain_argv(corpus, tokenizer_dir, tmp_path / "uninterrupted", *argv))
+
+    expected = load_file(tmp_path / "uninterrupted" / "model.safetensors")
+    resumed = load_file(killed_dir / "model.safetensors")
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=0)
+    assert metrics["eval_loss"] == read_json(tmp_path / "uninterrupted" / "eval_results.json")["eval_loss"]
+
+
+def test_resuming_skips_a_checkpoint_the_kill_left_half_written(corpus, tokenizer_dir, tmp_path):
+    argv = ["--preset", "llama", "--max_steps", "6", "--save_steps", "3"]
+    pretrain.main(pretrain_argv(corpus, tokenizer_dir, tmp_path / "uninterrupted", *argv))
+    shutil.copytree(tmp_path / "uninterrupted" / "checkpoint-3", tmp_path / "resumed" / "checkpoint-3")
+    half_written = tmp_path / "resumed" / "checkpoint-6"
+    half_written.mkdir()
+    shutil.copy(tmp_path / "uninterrupted" / "checkpoint-6" / "model.safetensors", half_written)
+
+    assert newest_complete_checkpoint(str(tmp_path / "resumed")) == str(tmp_path / "resumed" / "checkpoint-3")

@@ -1,5 +1,6 @@
 """What every script does first: parse its argument dataclasses, set up logging, resolve the checkpoint to resume."""
 
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -8,7 +9,8 @@ from pathlib import Path
 import datasets
 import transformers
 from transformers import HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .loading import DataError
 
@@ -43,13 +45,33 @@ def setup_logging(training_args: TrainingArguments) -> logging.Logger:
     return logger
 
 
+def newest_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint-* folder whose trainer_state.json was written.
+
+    The Trainer writes that file after the weights, optimizer and RNG states, so a run killed while saving
+    leaves a newer folder without it; resuming from the complete one before it loses nothing.
+    """
+    folder = Path(output_dir)
+    steps = {int(p.name.rsplit("-", 1)[1]): p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()
+             and p.name.rsplit("-", 1)[1].isdigit()}  # fmt: skip
+    for step in sorted(steps, reverse=True):
+        try:
+            json.loads((steps[step] / TRAINER_STATE_NAME).read_text())
+            return str(steps[step])
+        except (OSError, ValueError):
+            logging.getLogger(__name__).warning(
+                "Skipping %s: it was not completely written (the run stopped while saving it).", steps[step]
+            )
+    return None
+
+
 def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     """`--resume_from_checkpoint PATH`, or `true`/`last` for the newest checkpoint in output_dir; checked now."""
     value = training_args.resume_from_checkpoint
     if value is None or value.lower() in ("", "false", "none"):
         return None
     if value.lower() in ("true", "last", "latest"):
-        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        last = newest_complete_checkpoint(training_args.output_dir)
         if last is None:
             raise DataError(
                 f"--resume_from_checkpoint {value}: there is no checkpoint-* folder in {training_args.output_dir}. "

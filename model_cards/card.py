@@ -129,6 +129,8 @@ def card_data(run: Run, name: str) -> ModelCardData:
 def hub_base_model(run: Run) -> str | None:
     """`base_model` for the metadata only when it names a Hub model, not a local training run's folder."""
     base_model = run.info.get("base_model")
+    if "base_model_is_local" in run.info:  # recorded at training time, where the path was resolvable
+        return None if run.info["base_model_is_local"] else base_model
     if not base_model or Path(base_model).exists() or (run.directory.parent / Path(base_model).name).is_dir():
         return None
     return base_model

@@ -25,7 +25,15 @@ CODE_FILES = {
     "presets.py",
     "transformers_compat.py",
 }
-HUB_FILES = {"config.json", "tokenizer.json", "tokenizer_config.json", "README.md", "training_curves.png", *CODE_FILES}
+HUB_FILES = {
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "README.md",
+    "training_curves.png",
+    *CODE_FILES,
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +58,12 @@ def test_card_front_matter_parses_and_round_trips_eval_results(run_dir, card_pat
     assert front_matter["pipeline_tag"] == "text-classification"
     assert "custom_code" in front_matter["tags"]
     assert front_matter["license"] == "cc0-1.0"
-    assert front_matter["datasets"] == ["synthetic-sentiment"]
-    assert front_matter["metrics"] == ["accuracy", "f1_macro"]
+    assert front_matter["datasets"] == ["cats-and-dogs"]
+    assert front_matter["metrics"] == ["loss", "accuracy", "f1_macro"]
     [result] = front_matter["model-index"][0]["results"]
     assert result["dataset"]["split"] == "test"
-    assert {m["type"]: m["value"] for m in result["metrics"]} == info["metrics"]
+    results = {name: value for name, value in info["metrics"].items() if name != "num_rows"}  # a count, not a result
+    assert {m["type"]: m["value"] for m in result["metrics"]} == results
 
     expected = card_data(load_run(run_dir), "tiny-classifier")
     loaded = ModelCard.load(card_path).data
@@ -70,12 +79,13 @@ def test_card_reports_the_run_artefacts(run_dir, card_path):
     assert f"| Parameters | {sum(p.numel() for p in model.parameters()):,} " in text
     assert "| Layers | 2 |" in text
     assert "| Hidden size | 32 " in text
-    assert "learned absolute embeddings, 16 positions" in text
-    assert "post-norm" in text
-    assert f"| TF-IDF + logistic regression | {info['baselines']['tfidf_logreg']['accuracy']:.4f} |" in text
-    assert f"| Majority class | {info['baselines']['majority_class']['accuracy']:.4f} |" in text
-    assert f"| **this model** | **{info['metrics']['accuracy']:.4f}** |" in text
-    assert "on CPU (test machine)" in text
+    assert "rotary (RoPE), 64 positions" in text
+    assert "pre-norm" in text
+    tfidf, majority, metrics = info["baselines"]["tfidf_logreg"], info["baselines"]["majority_class"], info["metrics"]
+    assert f"| TF-IDF + logistic regression | n/a | {tfidf['accuracy']:.4f} | {tfidf['f1_macro']:.4f} |" in text
+    assert f"| Majority class | n/a | {majority['accuracy']:.4f} | {majority['f1_macro']:.4f} |" in text
+    assert f"| **this model** | **{metrics['loss']:.4f}** | **{metrics['accuracy']:.4f}** |" in text
+    assert f"of wall time on {info['hardware']}." in text
     assert "| `learning_rate` | `0.003` |" in text
     assert "| `model.hidden_size` | `32` |" in text
     assert 'repo_id = "org/tiny-classifier"' in text
@@ -88,6 +98,13 @@ def test_training_curves_are_saved_beside_the_card_and_embedded(card_path):
     png = card_path.parent / "training_curves.png"
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "](training_curves.png)" in card_path.read_text()
+
+
+def test_a_local_base_model_never_becomes_hub_metadata_even_after_the_run_moves(run_dir, tmp_path):
+    moved = shutil.copytree(run_dir, tmp_path / "elsewhere" / "run")  # the base checkpoint stays behind
+    card = ModelCard.load(write_model_card(moved, tmp_path / "card"))
+    assert run_info(moved)["base_model_is_local"] is True
+    assert card.data.base_model is None
 
 
 def test_card_without_results_is_refused(run_dir, tmp_path):
@@ -105,11 +122,12 @@ def test_results_are_reported_on_the_split_they_were_measured_on(run_dir, tmp_pa
     run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
     info = run_info(run)
     info["evaluated_split"] = "validation"  # what the training scripts write when a dataset has no test split
+    info["metrics"]["num_rows"] = info["dataset"]["split_sizes"]["validation"]  # and the rows it then scores
     (run / "run_info.json").write_text(json.dumps(info))
 
     card = write_model_card(run, tmp_path / "card")
     assert ModelCard.load(card).data.eval_results[0].dataset_split == "validation"
-    assert "Results on the `validation` split of synthetic-sentiment (32 examples)" in card.read_text()
+    assert "Results on the `validation` split of cats-and-dogs (21 examples)" in card.read_text()
 
 
 def test_cli_regenerates_the_card_for_a_run(run_dir, tmp_path):

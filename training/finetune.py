@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict:
             task=data_args.task,
             preset=read_run_info(base_run.parent)["preset"] if base_run.is_file() else "custom",
             base_model=portable_path(model_args.model_name_or_path),
+            # A card names a Hub base model in its metadata, never a folder of this machine.
+            base_model_is_local=Path(model_args.model_name_or_path).is_dir(),
             dataset={
                 "name": data_args.dataset_name or Path(files[0]).parent.name or Path(files[0]).stem,
                 "files": [portable_path(f) for f in files],
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
             evaluated_split=scored_split,
             baselines=score_baselines(raw, encoded, scored_split, data_args, len(names)) if data_args.baselines else {},
             wall_time_seconds=round(time.perf_counter() - start, 1),
-            hardware=hardware(training_args.world_size),
+            hardware=hardware(training_args),
             hyperparameters=hyperparameters(
                 training_args,
                 model.config,

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
             evaluated_split="validation",
             baselines=baselines,
             wall_time_seconds=round(time.perf_counter() - start, 1),
-            hardware=hardware(training_args.world_size),
+            hardware=hardware(training_args),
             hyperparameters=hyperparameters(training_args, config, block_size=data_args.block_size)
             | ({"mlm_probability": data_args.mlm_probability} if masked else {}),
         )

@@ -37,12 +37,13 @@ def portable_path(path: str | os.PathLike | None) -> str | None:
         return path.name
 
 
-def hardware(world_size: int) -> str:
-    if torch.cuda.is_available():
+def hardware(training_args: TrainingArguments) -> str:
+    """The device the Trainer trained on (`--use_cpu` wins over a visible GPU), process count and torch."""
+    if training_args.device.type == "cuda":
         device = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     else:
         device = f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
-    return f"{device}; {world_size} training process(es); torch {torch.__version__}"
+    return f"{device}; {training_args.world_size} training process(es); torch {torch.__version__}"
 
 
 def hyperparameters(training_args: TrainingArguments, config: PreTrainedConfig, **extra) -> dict:

@@ -30,7 +30,11 @@ ATTENTION_TP_PLAN = {
     "layers.*.self_attn.o_proj": "rowwise",
 }
 MLP_TP_PLANS = {
-    "gated": {"layers.*.mlp.gate_proj": "colwise", "layers.*.mlp.up_proj": "colwise", "layers.*.mlp.down_proj": "rowwise"},
+    "gated": {
+        "layers.*.mlp.gate_proj": "colwise",
+        "layers.*.mlp.up_proj": "colwise",
+        "layers.*.mlp.down_proj": "rowwise",
+    },
     "plain": {"layers.*.mlp.up_proj": "colwise", "layers.*.mlp.down_proj": "rowwise"},
 }
 

@@ -210,13 +210,22 @@ def test_early_stopping_without_evaluation_is_refused(workspace, tmp_path):
 
 def test_the_fsdp_config_is_an_accelerate_config_that_wraps_the_models_layers():
     from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
     from conftest import tiny_config
 
-    from custom_transformer import CustomTransformerForCausalLM
+    from custom_transformer import CustomTransformerForCausalLM, CustomTransformerForMaskedLM
 
     config = load_config_from_file(str(REPO / "training" / "accelerate_configs" / "fsdp.yaml"))
     assert config.distributed_type == "FSDP"
-    layer_class = config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"]
-    model = CustomTransformerForCausalLM(tiny_config("llama"))
-    assert layer_class in model._no_split_modules
-    assert all(type(layer).__name__ == layer_class for layer in model.model.layers)
+    fsdp = config.fsdp_config
+    assert "fsdp_transformer_layer_cls_to_wrap" not in fsdp  # the model's own _no_split_modules decide
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=fsdp["fsdp_version"], auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower()
+    )
+    for model in (
+        CustomTransformerForCausalLM(tiny_config("llama")),
+        CustomTransformerForMaskedLM(tiny_config("bert")),
+    ):
+        policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+        assert all(policy(layer) for layer in model.model.layers)

@@ -13,11 +13,9 @@ import yaml
 from training_helpers import (
     FAST,
     TINY_MODEL,
-    make_base_checkpoint,
     make_tokenizer,
-    write_classification_data,
+    make_workspace,
     write_jsonl,
-    write_text_corpus,
 )
 from transformers import TrainingArguments
 
@@ -77,15 +75,7 @@ def test_a_missing_config_file_is_named(tmp_path):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    tokenizer = make_tokenizer(root / "tokenizer")
-    return {
-        "root": root,
-        "tokenizer": str(root / "tokenizer"),
-        "text": write_text_corpus(root / "text"),
-        "classification": write_classification_data(root / "classification"),
-        "checkpoint": make_base_checkpoint(root / "checkpoint", tokenizer),
-    }
+    return make_workspace(tmp_path_factory.mktemp("cli"))
 
 
 def pretrain_argv(workspace, tmp_path, *extra) -> list[str]:

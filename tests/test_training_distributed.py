@@ -16,11 +16,8 @@ from safetensors.torch import load_file
 from training_helpers import (
     FAST,
     TINY_MODEL,
-    make_base_checkpoint,
-    make_tokenizer,
+    make_workspace,
     read_json,
-    write_classification_data,
-    write_text_corpus,
 )
 
 from training import finetune, pretrain
@@ -42,15 +39,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distributed")
-    tokenizer = make_tokenizer(root / "tokenizer")
-    return {
-        "root": root,
-        "tokenizer": str(root / "tokenizer"),
-        "checkpoint": make_base_checkpoint(root / "checkpoint", tokenizer),
-        "classification": write_classification_data(root / "classification"),
-        "text": write_text_corpus(root / "text"),
-    }
+    return make_workspace(tmp_path_factory.mktemp("distributed"))
 
 
 def launch(launcher: list[str], module: str, argv: list[str]):

@@ -9,11 +9,8 @@ import pytest
 from datasets import DatasetDict, load_dataset
 from training_helpers import (
     FAST,
-    make_base_checkpoint,
-    make_tokenizer,
+    make_workspace,
     read_json,
-    write_classification_data,
-    write_token_data,
 )
 from transformers import AutoConfig, AutoTokenizer, TrainingArguments
 
@@ -25,13 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("finetune")
-    tokenizer = make_tokenizer(root / "tokenizer")
-    return {
-        "checkpoint": make_base_checkpoint(root / "checkpoint", tokenizer),
-        "classification": write_classification_data(root / "classification"),
-        "tokens": write_token_data(root / "tokens"),
-    }
+    return make_workspace(tmp_path_factory.mktemp("finetune"))
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,19 @@ def make_base_checkpoint(folder: Path, tokenizer) -> str:
     return str(folder)
 
 
+def make_workspace(root: Path) -> dict:
+    """What the training tests start from: a tokenizer, a base checkpoint, and text, label and tag data."""
+    tokenizer = make_tokenizer(root / "tokenizer")
+    return {
+        "root": root,
+        "tokenizer": str(root / "tokenizer"),
+        "checkpoint": make_base_checkpoint(root / "checkpoint", tokenizer),
+        "text": write_text_corpus(root / "text"),
+        "classification": write_classification_data(root / "classification"),
+        "tokens": write_token_data(root / "tokens"),
+    }
+
+
 def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

@@ -40,6 +40,8 @@ METRIC_NAMES = {
 }
 BASELINE_NAMES = {"majority_class": "Majority class", "tfidf_logreg": "TF-IDF + logistic regression"}
 LOWER_IS_BETTER = ("loss", "perplexity", "error")
+# What the card says for checkpoints saved before config.json carried `code_version` (custom_transformer 0.2.0).
+CODE_VERSION_UNKNOWN = "unknown (saved before 0.2.0)"
 EXAMPLE_CALLS = {
     "text-classification": 'pipe("Text to classify")',
     "text-generation": 'pipe("Once upon a time", max_new_tokens=20)',
@@ -346,6 +348,8 @@ def how_to_use(run: Run, repo_id: str) -> str:
     auto_class = TASKS[run.task].auto_class
     return f"""## How to use
 
+{code_version_note(run, repo_id)}
+
 ```python
 from transformers import {auto_class}, AutoTokenizer, pipeline
 
@@ -359,6 +363,18 @@ model = {auto_class}.from_pretrained(repo_id, trust_remote_code=True, revision=r
 pipe = pipeline("{run.task}", model=model, tokenizer=tokenizer)
 print({EXAMPLE_CALLS[run.task]})
 ```"""
+
+
+def code_version_note(run: Run, repo_id: str) -> str:
+    """Which custom_transformer code the checkpoint runs (config.json `code_version`), and how to update it."""
+    code_version = run.config.get("code_version") or CODE_VERSION_UNKNOWN
+    return (
+        f"This checkpoint runs `custom_transformer` code version **{code_version}** (`code_version` in "
+        "`config.json`), the code shipped with it, whatever version of the package you have. With the "
+        f"`custom_transformer` package installed, `python -m custom_transformer.refresh {repo_id}` replaces that code "
+        "by the installed release's, weights untouched (one commit on a Hub repo; `--dry-run` shows what would "
+        "change first)."
+    )
 
 
 # -- formatting --------------------------------------------------------------------------------------------------

@@ -94,6 +94,21 @@ def test_card_reports_the_run_artefacts(run_dir, card_path):
     )
 
 
+def test_card_states_the_code_version_the_checkpoint_runs_and_how_to_refresh_it(run_dir, card_path, tmp_path):
+    code_version = json.loads((run_dir / "config.json").read_text())["code_version"]
+    how_to_use = card_path.read_text().split("## How to use")[1]
+    assert f"runs `custom_transformer` code version **{code_version}** (`code_version` in `config.json`)" in how_to_use
+    assert "`python -m custom_transformer.refresh org/tiny-classifier`" in how_to_use
+
+    old = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    config = json.loads((old / "config.json").read_text())
+    del config["code_version"]  # as config.json was before custom_transformer 0.2.0
+    (old / "config.json").write_text(json.dumps(config))
+    text = write_model_card(old, tmp_path / "card", repo_id="org/old").read_text()
+    assert "code version **unknown (saved before 0.2.0)**" in text
+    assert "`python -m custom_transformer.refresh org/old`" in text
+
+
 def test_training_curves_are_saved_beside_the_card_and_embedded(card_path):
     png = card_path.parent / "training_curves.png"
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -5,7 +5,7 @@ must also load under transformers 5.0, where config subclasses cannot be strict 
 """
 
 # ruff: noqa: I001 - the version check must run before transformers names that older releases lack.
-from .transformers_compat import MIN_TRANSFORMERS_VERSION
+from .transformers_compat import CACHE_NAMES, MIN_TRANSFORMERS_VERSION
 
 import copy
 
@@ -15,6 +15,11 @@ from transformers.activations import ACT2FN
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from .presets import PRESETS
+
+# The version of this code, written into every saved config.json: it tells which code a checkpoint runs
+# (`python -m custom_transformer.refresh` brings an old checkpoint's code up to date). Bump it with any change
+# to the files shipped in checkpoints; pyproject.toml reads the package version from here.
+CODE_VERSION = "0.2.0"
 
 # rope_type "default" is computed by the model itself; the others come from transformers' ROPE_INIT_FUNCTIONS.
 POSITION_EMBEDDING_TYPES = ("rope", "learned", "sinusoidal", "none")
@@ -61,7 +66,7 @@ class CustomTransformerConfig(PreTrainedConfig):
     """
 
     model_type = "custom_transformer"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = CACHE_NAMES  # Trainer.evaluate/predict drop the cache from the outputs
     # Pipeline-parallel plan, in the module names of `CustomTransformerModel`.
     base_model_pp_plan = {
         "embed_tokens": (["input_ids"], ["inputs_embeds"]),
@@ -139,12 +144,13 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.tie_word_embeddings = tie_word_embeddings
         # Validate before the base class runs its own checks (transformers >= 5.2x), so errors name our fields.
         self.validate_architecture()
+        kwargs.pop("code_version", None)  # always the version of the code running now, see CODE_VERSION
+        kwargs.pop("base_model_tp_plan", None)  # derived below; some releases wrote it into config.json
         super().__init__(**kwargs)
-
-    @property
-    def base_model_tp_plan(self) -> dict[str, str]:
-        """Tensor-parallel plan of `CustomTransformerModel`: column-wise in, row-wise out, per MLP kind."""
-        return {**ATTENTION_TP_PLAN, **MLP_TP_PLANS[self.mlp_type]}
+        self.code_version = CODE_VERSION
+        # Tensor-parallel plan of `CustomTransformerModel`: column-wise in, row-wise out, per MLP kind. An
+        # attribute, not a property: transformers 5.15 - 5.20 assign it in `PreTrainedConfig.__init__`.
+        self.base_model_tp_plan = {**ATTENTION_TP_PLAN, **MLP_TP_PLANS[self.mlp_type]}
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "CustomTransformerConfig":
@@ -215,4 +221,4 @@ def _check_positive(field: str, value):
         raise ValueError(f"{field}={value!r} must be a positive integer.")
 
 
-__all__ = ["CustomTransformerConfig", "MIN_TRANSFORMERS_VERSION"]
+__all__ = ["CODE_VERSION", "CustomTransformerConfig", "MIN_TRANSFORMERS_VERSION"]

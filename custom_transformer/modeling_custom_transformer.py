@@ -31,11 +31,17 @@ from transformers.utils import can_return_tuple
 
 from .configuration_custom_transformer import CustomTransformerConfig
 from .transformers_compat import (
-    attention_function,
+    ALL_ATTENTION_FUNCTIONS,
+    CACHE_FIELD,
+    CACHE_KWARG,
+    CACHE_NAMES,
+    NEEDS_CACHE_POSITION,
     bidirectional_mask,
     causal_mask,
+    pop_cache,
     record_outputs,
     slice_logits_to_keep,
+    update_cache,
 )
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -229,10 +235,10 @@ class CustomTransformerAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-        past_key_values: Cache | None = None,
         cache_position: torch.LongTensor | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cache = kwargs.pop(CACHE_KWARG, None)  # under the name gradient checkpointing clears
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)  # -1 heads: correct under tensor parallelism too
 
@@ -241,10 +247,12 @@ class CustomTransformerAttention(nn.Module):
         value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         query, key = self.rotate(query, key, position_embeddings)
 
-        if past_key_values is not None:
-            key, value = past_key_values.update(key, value, self.layer_idx, {"cache_position": cache_position})
+        if cache is not None:
+            key, value = update_cache(cache, key, value, self.layer_idx, cache_position, kwargs)
 
-        attention_interface: Callable = attention_function(self.config._attn_implementation, eager_attention_forward)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
         attn_output, attn_weights = attention_interface(
             self,
             query,
@@ -335,7 +343,7 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["CustomTransformerPreNormLayer", "CustomTransformerPostNormLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = CACHE_NAMES
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -415,17 +423,18 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        if cache_position is None:
-            past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
-            cache_position = torch.arange(past_seen, past_seen + inputs_embeds.shape[1], device=inputs_embeds.device)
+        cache = pop_cache(past_key_values, kwargs)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        # A paged cache (continuous batching) has no length: generate then always passes positions.
+        if cache_position is None and (position_ids is None or NEEDS_CACHE_POSITION):
+            past_seen = cache.get_seq_length() if cache is not None else 0
+            # arange(n) + past rather than arange(past, past + n): a static cache's length is a tensor.
+            cache_position = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen
         if position_ids is None:
             position_ids = cache_position.unsqueeze(0)
 
-        mask = self.build_mask(
-            self.config, inputs_embeds, attention_mask, cache_position, past_key_values, position_ids
-        )
+        mask = self.build_mask(self.config, inputs_embeds, attention_mask, cache_position, cache, position_ids)
 
         hidden_states = (
             inputs_embeds * self.embed_scale
@@ -441,11 +450,11 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
                 attention_mask=mask,
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
                 cache_position=cache_position,
+                **{CACHE_KWARG: cache},
                 **kwargs,
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), past_key_values=past_key_values)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), **{CACHE_FIELD: cache})
 
 
 class CustomTransformerForCausalLM(CustomTransformerPreTrainedModel, GenerationMixin):
@@ -483,7 +492,7 @@ class CustomTransformerForCausalLM(CustomTransformerPreTrainedModel, GenerationM
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            past_key_values=pop_cache(past_key_values, kwargs),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -496,7 +505,7 @@ class CustomTransformerForCausalLM(CustomTransformerPreTrainedModel, GenerationM
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -520,6 +529,8 @@ class CustomTransformerForMaskedLM(CustomTransformerPreTrainedModel):
     """Masked-token prediction for bidirectional (encoder) configs."""
 
     _tied_weights_keys = {"lm_head.decoder.weight": "model.embed_tokens.weight"}
+    # Sharded like the embedding it is tied to (transformers shards `embed_tokens` row-wise), as in the causal LM.
+    _tp_plan = {"lm_head.decoder": "colwise_gather_output"}
 
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config)

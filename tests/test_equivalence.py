@@ -248,4 +248,5 @@ def test_torch_transformer_encoder_and_converted_vaswani_model_agree(activation,
         expected = encoder(inputs, src_key_padding_mask=attention_mask == 0)
         actual = model(input_ids, attention_mask=attention_mask).last_hidden_state
     real = attention_mask.bool()
-    assert_close(actual[real], expected[real], **TOLERANCE)
+    # torch's fused encoder kernel sums in another order than eager matmul + softmax: fp32 noise ~1e-5.
+    assert_close(actual[real], expected[real], atol=3e-5, rtol=1e-4)

@@ -98,8 +98,10 @@ def test_every_head_runs_and_returns_the_expected_shape(preset, auto_name):
 def test_eager_and_sdpa_attention_give_the_same_outputs(preset):
     input_ids, attention_mask = make_inputs()
     model = build(CustomTransformerModel, preset)
+    assert model.config._attn_implementation == "sdpa"
     sdpa = model(input_ids, attention_mask=attention_mask).last_hidden_state
     model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"  # transformers really switched the kernel
     eager = model(input_ids, attention_mask=attention_mask).last_hidden_state
     keep = attention_mask.bool()
     assert_close(eager[keep], sdpa[keep], atol=1e-5, rtol=1e-5)
@@ -318,7 +320,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(preset):
     def loss_and_grads(checkpointing: bool):
         model = build(model_class, preset).train()
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
         loss = model(input_ids, labels=input_ids).loss
         loss.backward()
         return loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}

@@ -1,23 +1,26 @@
 # The README's two commands: `make demo` (the main job) and `make test` (what CI runs).
-# Both create the virtual environment on first use: the CPU torch wheel first, then the project.
+# Both create the virtual environment on first use: the CPU torch wheel first, then the project, every
+# version pinned by constraints.txt so a release upstream cannot change the demo's numbers or break the suite.
+# The canary (tests/test_transformers_releases.py) tracks the newest transformers; `make lock` moves the pins.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
+LOCK ?= constraints.txt
 
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install
+.PHONY: demo test lint install compat lock
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q -c $(LOCK) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -c $(LOCK) -e ".[train,dev]"
 	touch $@
 
 demo: install
@@ -29,3 +32,19 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The checkpoint contract under the newest patch of every transformers 5.x minor (release sites, ~220 MB each)
+compat: install
+	$(PY) tests/compat_matrix.py
+
+# Re-pin to the newest releases on the index: a fresh venv, the whole suite on it, and only then a new lock.
+lock:
+	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install -q --upgrade pip
+	$(VENV)-lock/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VENV)-lock/bin/python -m pip install -q -e ".[train,dev]"
+	$(VENV)-lock/bin/python -m pytest
+	{ echo "# Pinned by 'make lock' on $$(date -u +%F), after the suite passed on exactly these versions."; \
+	  $(VENV)-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(VENV)-lock

@@ -7,6 +7,7 @@ A release that renames something again turns one of these red instead of giving 
 """
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,3 +120,8 @@ def test_gradient_checkpointed_training_with_a_cache_runs_backward():
     out = model(input_ids, labels=input_ids, use_cache=True, **{compat.CACHE_KWARG: cache})
     out.loss.backward()
     assert all(p.grad is not None for p in model.model.layers.parameters())
+
+
+def test_the_lock_pins_the_newest_release_the_checkpoint_code_names_as_verified():
+    lock = (Path(__file__).parents[1] / "constraints.txt").read_text().splitlines()
+    assert f"transformers=={compat.NEWEST_VERIFIED_TRANSFORMERS_VERSION}" in lock

@@ -25,11 +25,13 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging import version
 from transformers.dynamic_module_utils import get_relative_import_files
 
 from . import modeling_custom_transformer as modeling
@@ -91,6 +93,7 @@ class Plan:
 def plan_refresh(where: str, config: dict, existing: dict[str, str]) -> Plan:
     """Compare a checkpoint with the installed code. `existing` maps each top-level file name to its git blob id."""
     check_config(where, config)
+    check_not_a_downgrade(where, config.get("code_version"))
     plan = Plan(old_version=config.get("code_version"))
     current = code_files()
     for name, content in current.items():
@@ -122,6 +125,19 @@ def check_config(where: str, config) -> None:
             f"{where}/{CONFIG_NAME} has model_type {model_type!r}, not {MODEL_TYPE!r}: refresh only updates "
             "custom_transformer checkpoints (python -m custom_transformer.convert turns a Llama, GPT-2 or BERT "
             "checkpoint into one)."
+        )
+
+
+def check_not_a_downgrade(where: str, checkpoint_version) -> None:
+    """Refuse to replace newer code by older: that would bring back whatever the newer release fixed."""
+    try:
+        newer = version.parse(str(checkpoint_version)) > version.parse(CODE_VERSION)
+    except version.InvalidVersion:
+        return
+    if checkpoint_version and newer:
+        raise RefreshError(
+            f"{where} runs custom_transformer code {checkpoint_version}, newer than the installed {CODE_VERSION}: "
+            "upgrade the installed custom_transformer package instead of downgrading the checkpoint."
         )
 
 
@@ -181,7 +197,6 @@ def refresh_folder(folder: str | Path, *, dry_run: bool = False, out=print) -> P
     if not folder.is_dir():
         raise RefreshError(f"{folder} is not a folder: pass the checkpoint folder that save_pretrained wrote.")
     config = read_config_file(folder)
-    check_config(str(folder), config)
     existing = {path.name: git_blob_id(path.read_bytes()) for path in folder.iterdir() if path.is_file()}
     plan = plan_refresh(str(folder), config, existing)
     print_plan(str(folder), plan, dry_run, out)
@@ -254,6 +269,10 @@ def refresh_repo(
         validate_repo_id(repo_id)
     except HFValidationError:
         raise RefreshError(f"{repo_id} is neither a local folder nor a Hub repo id (org/name).") from None
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        raise RefreshError(
+            f"--revision {revision} is a commit: pass the branch to refresh (a commit goes on a branch)."
+        )
     if constants.HF_HUB_OFFLINE:
         raise RefreshError(
             f"{repo_id} is not a local folder, and HF_HUB_OFFLINE=1 forbids asking the Hub for it: "
@@ -281,6 +300,10 @@ def refresh_repo(
     except EntryNotFoundError:
         raise RefreshError(
             f"{where} has no {CONFIG_NAME}, so it is not a saved checkpoint: check the repo id."
+        ) from None
+    except HfHubHTTPError as error:  # any other answer of the Hub: server errors, refused access
+        raise RefreshError(
+            f"the Hub at {api.endpoint} refused to read {where} ({' '.join(str(error).split())})."
         ) from None
     except json.JSONDecodeError as error:
         raise RefreshError(f"{where}/{CONFIG_NAME} is not valid JSON ({error}).") from None
@@ -335,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(version {CODE_VERSION}); weights untouched.",
     )
     parser.add_argument("target", metavar="PATH_OR_REPO_ID", help="a checkpoint folder, or a Hub repo id (org/name)")
-    parser.add_argument("--revision", help="Hub repos only: the branch to refresh (default: main)")
+    parser.add_argument("--revision", help="Hub repos only: the branch to read and commit to (default: main)")
     parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     parser.add_argument("--commit-message", help="Hub repos only: the commit message")
     args = parser.parse_args(argv)

@@ -263,6 +263,21 @@ def test_auto_map_is_recomputed_for_every_head_that_fits_the_config(tmp_path, ca
     assert "  added    modeling_custom_transformer.py" in capsys.readouterr().out.splitlines()
 
 
+def test_a_checkpoint_with_newer_code_than_the_installed_package_is_not_downgraded(old_checkpoint, capsys):
+    config = json.loads((old_checkpoint / "config.json").read_text())
+    config["code_version"] = "99.0.0"
+    (old_checkpoint / "config.json").write_text(json.dumps(config))
+    old = files_of(old_checkpoint)
+
+    assert refresh.main([str(old_checkpoint)]) == 2
+
+    assert capsys.readouterr().err == (
+        f"refresh: error: {old_checkpoint} runs custom_transformer code 99.0.0, newer than the installed "
+        f"{CODE_VERSION}: upgrade the installed custom_transformer package instead of downgrading the checkpoint.\n"
+    )
+    assert files_of(old_checkpoint) == old
+
+
 def test_the_code_files_are_derived_as_save_pretrained_derives_them(fresh_save):
     assert refresh.code_files() == code_of(files_of(fresh_save))
     unknown = set(refresh.code_files()) - set(refresh.SHIPPED_CODE_FILES)

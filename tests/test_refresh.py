@@ -247,6 +247,43 @@ def test_refresh_interrupted_at_any_write_leaves_whole_files_and_a_rerun_finishe
         assert files_of(folder) == new, "running the command again finishes the job"
 
 
+@pytest.fixture
+def release_without_presets(monkeypatch):
+    """The installed code as a release that folded presets.py into the configuration file would ship it."""
+    current = refresh.code_files()
+    assert "presets.py" in refresh.SHIPPED_CODE_FILES
+    monkeypatch.setattr(refresh, "code_files", lambda: {k: v for k, v in current.items() if k != "presets.py"})
+
+
+def test_a_code_file_the_installed_release_no_longer_ships_is_removed_and_nothing_else(
+    old_checkpoint, release_without_presets, capsys
+):
+    (old_checkpoint / "my_preprocessing.py").write_text("# the user's own file: not ours, never touched\n")
+
+    assert refresh.main([str(old_checkpoint)]) == 0
+
+    assert "  removed  presets.py (no longer part of the code)" in capsys.readouterr().out.splitlines()
+    assert not (old_checkpoint / "presets.py").exists()
+    assert (old_checkpoint / "my_preprocessing.py").exists()
+
+
+def test_a_stale_code_file_is_deleted_in_the_same_hub_commit(hub, online, release_without_presets, monkeypatch, capsys):
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo("org/old-model")
+    operations = [CommitOperationAdd(path.name, path) for path in sorted(FIXTURE.iterdir())]
+    published = api.create_commit("org/old-model", operations=operations, commit_message="Release").oid
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+
+    assert refresh.main(["org/old-model"]) == 0
+
+    repo = hub.repos["org/old-model"]
+    assert len(repo.commits) == 3 and hub.requests.count("POST /api/models/org/old-model/commit/main") == 2
+    old, new = repo.commits[published].files, repo.commits[repo.branches["main"]].files
+    assert set(old) - set(new) == {"presets.py"}
+    assert "  removed  presets.py (no longer part of the code)" in capsys.readouterr().out.splitlines()
+
+
 def test_auto_map_is_recomputed_for_every_head_that_fits_the_config(tmp_path, capsys):
     folder = tmp_path / "encoder"
     tiny_config("bert").save_pretrained(folder)  # config.json and the configuration code only

@@ -1,50 +1,31 @@
 """The promise of the mission: a saved checkpoint loads, with the same numbers, where the package is not installed.
 
 Each load runs in a fresh interpreter that blocks `import custom_transformer`, has its own HF_HOME (the
-dynamic-module cache) and runs from another directory. The same loads run under the newest transformers
-(this environment) and under the oldest release the checkpoint code supports (a cached second venv).
+dynamic-module cache) and runs from another directory (`helpers/checkpoint_contract.py`). The same loads run
+under the project env's transformers and under the oldest release the checkpoint code supports (a cached
+release site, see `transformers_releases.py`).
 """
 
 import importlib.util
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
 from conftest import tiny_config
+from contract_checkpoints import run_contract
 from test_modeling import heads_for, make_inputs, outputs_of
+from transformers_releases import python_env, release_site
 
 import custom_transformer
 from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION
 
-LOADER = Path(__file__).parent / "helpers" / "load_without_package.py"
-VENV_CACHE = Path(os.environ.get("CT_VENV_CACHE", Path.home() / ".cache" / "custom_transformer" / "venvs"))
-TORCH_SPEC = os.environ.get("CT_TORCH_SPEC", "torch==2.13.0")
 # The floor always; more releases on request, e.g. CT_EXTRA_TRANSFORMERS_VERSIONS=5.5.4,5.10.4,5.16.1
 OLDER_TRANSFORMERS = [
     MIN_TRANSFORMERS_VERSION,
     *filter(None, os.environ.get("CT_EXTRA_TRANSFORMERS_VERSIONS", "").split(",")),
 ]
-
-
-def python_with_transformers(version: str) -> Path:
-    """A venv with only torch and transformers==version, built once and kept in VENV_CACHE."""
-    venv = VENV_CACHE / f"transformers-{version}"
-    python = venv / "bin" / "python"
-    if (venv / ".complete").exists():
-        return python
-    building = venv.with_name(f"{venv.name}.building-{os.getpid()}")
-    subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
-    pip = [str(building / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, TORCH_SPEC], check=True)
-    subprocess.run([*pip, TORCH_SPEC, f"transformers=={version}"], check=True)
-    (building / ".complete").touch()
-    building.rename(venv)  # appears complete or not at all
-    return python
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +45,8 @@ def saved_checkpoints(tmp_path_factory) -> Path:
                 expected = outputs_of(model, input_ids=input_ids, attention_mask=attention_mask)
             # The first head's checkpoint is also loaded under every other applicable Auto class.
             auto_classes = list(heads) if auto_name == "AutoModel" else [auto_name]
-            cases["checkpoints"][str(folder)] = {
+            cases["checkpoints"][folder.name] = {
+                "folder": str(folder),
                 "auto_classes": auto_classes,
                 "compare_with": auto_name,
                 "expected": expected,
@@ -74,20 +56,10 @@ def saved_checkpoints(tmp_path_factory) -> Path:
     return root
 
 
-def load_in_fresh_process(python: Path, checkpoints: Path, tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME", "HF_MODULES_CACHE")}
-    env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="1")
-    result = tmp_path / "result.json"
-    proc = subprocess.run(
-        [str(python), str(LOADER), str(checkpoints / "cases.pt"), str(result)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(result.read_text())
+def load_in_fresh_process(version: str | None, checkpoints: Path, tmp_path: Path) -> dict:
+    """Run the checkpoint contract under `version` (None: the project env's transformers)."""
+    site = None if version is None else release_site(version)
+    return run_contract(checkpoints / "cases.pt", tmp_path, python_env(site, hf_home=tmp_path / "hf-home"))
 
 
 def assert_every_head_loads_with_the_same_outputs(results: dict):
@@ -101,7 +73,7 @@ def assert_every_head_loads_with_the_same_outputs(results: dict):
 
 
 def test_every_head_loads_with_trust_remote_code_where_the_package_is_missing(saved_checkpoints, tmp_path):
-    results = load_in_fresh_process(Path(sys.executable), saved_checkpoints, tmp_path)
+    results = load_in_fresh_process(None, saved_checkpoints, tmp_path)
     assert results["transformers_version"] == transformers.__version__
     assert_every_head_loads_with_the_same_outputs(results)
     assert "trust_remote_code=True" in results["without_trust"]
@@ -109,8 +81,7 @@ def test_every_head_loads_with_trust_remote_code_where_the_package_is_missing(sa
 
 @pytest.mark.parametrize("version", OLDER_TRANSFORMERS)
 def test_checkpoint_code_runs_under_the_oldest_supported_transformers(saved_checkpoints, tmp_path, version):
-    python = python_with_transformers(version)
-    results = load_in_fresh_process(python, saved_checkpoints, tmp_path)
+    results = load_in_fresh_process(version, saved_checkpoints, tmp_path)
     assert results["transformers_version"] == version
     assert_every_head_loads_with_the_same_outputs(results)
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from contract_checkpoints import GENERATION_MODES, contract_failures, run_contract, save_contract_checkpoints
+from transformers.utils.logging import disable_progress_bar
 from transformers_releases import latest_patch_of_each_minor, python_env, release_site
 
 from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION
@@ -68,7 +70,9 @@ def row(run: dict) -> list[str]:
 
 
 def short(text: str, width: int = 110) -> str:
-    text = " ".join(text.split()).replace("|", "/")
+    """One line for a table cell: whitespace collapsed, absolute paths cut to their file name."""
+    text = re.sub(r"(?<![\w.])/(?:[^\s'\"/]+/)+([^\s'\"/]+)", r".../\1", " ".join(text.split()))
+    text = text.replace("|", "/")
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         versions = latest_patch_of_each_minor(major=5, floor=MIN_TRANSFORMERS_VERSION)
     print(f"transformers releases: {', '.join(versions)}", flush=True)
 
+    disable_progress_bar()  # one line per release, not a bar per saved checkpoint
     runs = []
     with tempfile.TemporaryDirectory(prefix="ct-compat-") as tmp:
         cases = save_contract_checkpoints(Path(tmp) / "checkpoints")

@@ -12,6 +12,7 @@ greedy tokens it generated without a cache. RESULT.json gets, for whatever trans
   new tokens and whether they equal the expected ones;
 - ``deprecations``: every deprecation warning, and every log record of ``transformers`` (or of the loaded
   ``transformers_modules``) that mentions deprecation, de-duplicated, with its source;
+- ``log_warnings``: every other warning those loggers gave (not checked; for diagnosing a failing release);
 - ``without_trust``: what loading without ``trust_remote_code`` did (it must refuse).
 
 Every failure is recorded as a string next to its entry; the run goes on to the next one.
@@ -65,6 +66,7 @@ class DeprecationSignals(logging.Handler):
         super().__init__(logging.DEBUG)
         self.during = "import"
         self.found = {}
+        self.log_warnings = {}  # message -> the step that first logged it
 
     def add(self, kind: str, category: str, message: str, source: str):
         key = (kind, category, message, source)
@@ -79,6 +81,8 @@ class DeprecationSignals(logging.Handler):
 
     def emit(self, record: logging.LogRecord):
         message = record.getMessage()
+        if record.levelno >= logging.WARNING:  # kept for diagnosis, e.g. "... so we will NOT tie them"
+            self.log_warnings.setdefault(message[:500], self.during)
         if "deprecat" not in message.lower():
             return
         # `logger.warning_once` records point into transformers' logging module: name the code that logged.
@@ -131,6 +135,7 @@ def main(cases_path: str, result_path: str):
         signals.take_warnings(caught)
         results = run(torch, transformers, torch.load(cases_path), signals, caught)
     results["deprecations"] = list(signals.found.values())
+    results["log_warnings"] = [{"message": m, "first_during": d} for m, d in signals.log_warnings.items()]
     with open(result_path, "w") as f:
         json.dump(results, f, indent=2)
 

@@ -14,7 +14,7 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
-from .configuration_custom_transformer import CustomTransformerConfig
+from .configuration_custom_transformer import PRESETS, CustomTransformerConfig
 from .modeling_custom_transformer import (
     CustomTransformerForCausalLM,
     CustomTransformerForMaskedLM,
@@ -24,7 +24,6 @@ from .modeling_custom_transformer import (
     CustomTransformerModel,
     CustomTransformerPreTrainedModel,
 )
-from .presets import PRESETS
 
 AutoConfig.register(CustomTransformerConfig.model_type, CustomTransformerConfig, exist_ok=True)
 for _auto, _model in (

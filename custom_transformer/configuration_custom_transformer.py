@@ -14,7 +14,109 @@ from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from .presets import PRESETS
+
+# Named architectures as plain data: each preset is the set of switches that reproduces one family. Sizes are
+# those of the published base models; override any field, e.g. `from_preset("llama", hidden_size=256)`. They live
+# in this file because every file a checkpoint ships must be a direct import of the modules transformers loads
+# (transformers 5.8 - 5.9 copy only direct relative imports into the dynamic-module cache).
+PRESETS: dict[str, dict] = {
+    # Devlin et al. 2018: bidirectional, post-LN, learned positions, token types, GELU, [CLS] pooler.
+    "bert": {
+        "vocab_size": 30522,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "max_position_embeddings": 512,
+        "layer_norm_eps": 1e-12,
+        "is_decoder": False,
+        "position_embedding_type": "learned",
+        "norm_type": "layernorm",
+        "norm_placement": "post",
+        "mlp_type": "plain",
+        "attention_bias": True,
+        "mlp_bias": True,
+        "type_vocab_size": 2,
+        "embedding_norm": True,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.1,
+        "classifier_pooling": "first",
+        "classifier_pooler": True,
+        "pad_token_id": 0,
+        "tie_word_embeddings": True,
+    },
+    # Radford et al. 2019: causal, pre-LN with a final norm, learned positions, gelu_new, tied LM head.
+    "gpt2": {
+        "vocab_size": 50257,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu_new",
+        "max_position_embeddings": 1024,
+        "layer_norm_eps": 1e-5,
+        "is_decoder": True,
+        "position_embedding_type": "learned",
+        "norm_type": "layernorm",
+        "norm_placement": "pre",
+        "mlp_type": "plain",
+        "attention_bias": True,
+        "mlp_bias": True,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.1,
+        "classifier_pooling": "last",
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
+        "tie_word_embeddings": True,
+    },
+    # Touvron et al. 2023 (Llama 2 7B shape): causal, pre-RMSNorm, RoPE, SwiGLU, no biases, untied head.
+    "llama": {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "intermediate_size": 11008,
+        "hidden_act": "silu",
+        "max_position_embeddings": 4096,
+        "layer_norm_eps": 1e-6,
+        "is_decoder": True,
+        "position_embedding_type": "rope",
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        "norm_type": "rmsnorm",
+        "norm_placement": "pre",
+        "mlp_type": "gated",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "classifier_pooling": "last",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "tie_word_embeddings": False,
+    },
+    # Vaswani et al. 2017 (base): post-LN, fixed sinusoidal positions, embeddings scaled by sqrt(d_model), ReLU.
+    "vaswani": {
+        "vocab_size": 37000,
+        "hidden_size": 512,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 8,
+        "intermediate_size": 2048,
+        "hidden_act": "relu",
+        "max_position_embeddings": 5000,
+        "layer_norm_eps": 1e-5,
+        "is_decoder": False,
+        "position_embedding_type": "sinusoidal",
+        "norm_type": "layernorm",
+        "norm_placement": "post",
+        "mlp_type": "plain",
+        "attention_bias": True,
+        "mlp_bias": True,
+        "scale_embeddings": True,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.0,
+        "classifier_pooling": "mean",
+        "tie_word_embeddings": True,
+    },
+}
 
 # The version of this code, written into every saved config.json: it tells which code a checkpoint runs
 # (`python -m custom_transformer.refresh` brings an old checkpoint's code up to date). Bump it with any change
@@ -221,4 +323,4 @@ def _check_positive(field: str, value):
         raise ValueError(f"{field}={value!r} must be a positive integer.")
 
 
-__all__ = ["CODE_VERSION", "CustomTransformerConfig", "MIN_TRANSFORMERS_VERSION"]
+__all__ = ["CODE_VERSION", "PRESETS", "CustomTransformerConfig", "MIN_TRANSFORMERS_VERSION"]

@@ -41,6 +41,7 @@ from .transformers_compat import (
     pop_cache,
     record_outputs,
     slice_logits_to_keep,
+    tie_heads_left_on_meta,
     update_cache,
 )
 
@@ -366,6 +367,10 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
             inv_freq, _ = module.compute_inv_freq()
             init.copy_(module.inv_freq, inv_freq)
             init.copy_(module.original_inv_freq, inv_freq)
+
+    def tie_weights(self, *args, **kwargs):
+        super().tie_weights(*args, **kwargs)
+        tie_heads_left_on_meta(self)  # a transformers 5.3 bug, see transformers_compat
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Write an `auto_map` naming every head that fits this config, not only the class being saved.

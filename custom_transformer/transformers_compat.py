@@ -122,6 +122,24 @@ def bidirectional_mask(config, inputs_embeds, attention_mask, cache_position, ca
     )
 
 
+def tie_heads_left_on_meta(model) -> None:
+    """Tie an output head that `from_pretrained` left unloaded on the meta device to its input embedding.
+
+    transformers 5.3 (fixed in 5.4), loading remote code, marks a tied head as loaded before tying, then decides
+    both weights are in the checkpoint and does not tie them: the head stays on meta and its logits are whatever
+    memory holds. On every other release a tied head is never left on meta, so this does nothing there.
+    """
+    if not getattr(model.config, "tie_word_embeddings", False):
+        return
+    for target, source in (model._tied_weights_keys or {}).items():
+        source_weight = model.get_parameter(source)
+        if model.get_parameter(target).is_meta and not source_weight.is_meta:
+            module, _, name = target.rpartition(".")
+            setattr(model.get_submodule(module), name, source_weight)
+            if hasattr(model, "all_tied_weights_keys"):  # what save_pretrained reads to de-duplicate tied weights
+                model.all_tied_weights_keys[target] = source
+
+
 def slice_logits_to_keep(hidden_states, logits_to_keep):
     """Keep the last `logits_to_keep` positions (0 keeps all); an int or a tensor of indices.
 

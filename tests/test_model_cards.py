@@ -22,7 +22,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_FILES = {
     "configuration_custom_transformer.py",
     "modeling_custom_transformer.py",
-    "presets.py",
     "transformers_compat.py",
 }
 HUB_FILES = {

@@ -246,7 +246,6 @@ def test_auto_map_names_every_applicable_head_whichever_head_is_saved(tmp_path, 
     assert {p.name for p in tmp_path.glob("*.py")} == {
         "configuration_custom_transformer.py",
         "modeling_custom_transformer.py",
-        "presets.py",
         "transformers_compat.py",
     }
 

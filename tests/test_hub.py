@@ -31,12 +31,8 @@ TEXTS = ["good film", "the plot was very bad not good", "a story"]
 PULL = """
 import json, re, sys
 
-class BlockPackage:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "custom_transformer":
-            raise ImportError(f"{name} is blocked: the checkpoint must bring its own code")
-
-sys.meta_path.insert(0, BlockPackage())
+sys.path.insert(0, HELPERS)
+import without_package  # the checkpoint must bring its own code
 import torch
 from huggingface_hub import hf_hub_download
 
@@ -50,7 +46,7 @@ model, tokenizer = namespace["model"], namespace["tokenizer"]
 with torch.no_grad():
     logits = model.eval()(**tokenizer(texts, return_tensors="pt", padding=True)).logits
 print(json.dumps({"module": type(model).__module__, "logits": logits.tolist()}))
-"""
+""".replace("HELPERS", repr(str(REPO_ROOT / "tests" / "helpers")))
 
 
 @pytest.fixture(scope="module")

@@ -18,24 +18,14 @@ greedy tokens it generated without a cache. RESULT.json gets, for whatever trans
 Every failure is recorded as a string next to its entry; the run goes on to the next one.
 """
 
-import importlib.abc
+import without_package  # noqa: F401  (first: makes `import custom_transformer` fail)
+
+# isort: split
 import json
 import logging
 import sys
 import traceback
 import warnings
-
-
-class BlockPackage(importlib.abc.MetaPathFinder):
-    """Make `import custom_transformer` fail, as on a machine where the package is not installed."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "custom_transformer" or name.startswith("custom_transformer."):
-            raise ImportError(f"{name} is blocked: this process simulates a machine without the package")
-        return None
-
-
-sys.meta_path.insert(0, BlockPackage())
 
 GENERATION_MODES = {  # name -> extra `generate` arguments
     "use_cache=False": {"use_cache": False},

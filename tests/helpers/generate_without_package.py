@@ -8,24 +8,14 @@ Writes RESULT.json: the loaded class's module, the transformers version, the for
 `use_cache=False`. Exceptions are recorded per mode rather than raised, so the test can show them.
 """
 
-import importlib.abc
+import without_package  # noqa: F401  (first: makes `import custom_transformer` fail)
+
+# isort: split
 import json
 import sys
 
-
-class BlockPackage(importlib.abc.MetaPathFinder):
-    """Make `import custom_transformer` fail, as on a machine where the package is not installed."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "custom_transformer" or name.startswith("custom_transformer."):
-            raise ImportError(f"{name} is blocked: this process simulates a machine without the package")
-        return None
-
-
-sys.meta_path.insert(0, BlockPackage())
-
-import torch  # noqa: E402
-import transformers  # noqa: E402
+import torch
+import transformers
 
 MODES = {
     "dynamic_cache": {},  # what generate() does by default

@@ -63,6 +63,7 @@ PRESETS: dict[str, dict] = {
         "mlp_type": "plain",
         "attention_bias": True,
         "mlp_bias": True,
+        "scale_residual_init": True,
         "hidden_dropout": 0.1,
         "attention_dropout": 0.1,
         "classifier_pooling": "last",
@@ -161,6 +162,8 @@ class CustomTransformerConfig(PreTrainedConfig):
     - `type_vocab_size`: number of token types (BERT segments); 0 disables them.
     - `scale_embeddings`: multiply token embeddings by sqrt(hidden_size) (2017 Transformer).
     - `embedding_norm`: normalise the summed embeddings (BERT).
+    - `scale_residual_init`: start the attention and MLP output projections at
+      `initializer_range / sqrt(2 * num_hidden_layers)` (GPT-2), so the residual stream does not grow with depth.
     - `classifier_pooling`: which token the sequence-classification head reads (`"first"` = [CLS],
       `"last"` = last non-padding token, `"mean"`); `classifier_pooler` adds BERT's dense+tanh pooler.
 
@@ -200,6 +203,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         type_vocab_size: int = 0,
         scale_embeddings: bool = False,
         embedding_norm: bool = False,
+        scale_residual_init: bool = False,
         hidden_dropout: float = 0.0,
         attention_dropout: float = 0.0,
         classifier_dropout: float | None = None,
@@ -234,6 +238,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.type_vocab_size = type_vocab_size
         self.scale_embeddings = scale_embeddings
         self.embedding_norm = embedding_norm
+        self.scale_residual_init = scale_residual_init
         self.hidden_dropout = hidden_dropout
         self.attention_dropout = attention_dropout
         self.classifier_dropout = classifier_dropout

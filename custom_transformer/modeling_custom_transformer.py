@@ -1,8 +1,8 @@
 """One configurable Transformer: BERT, GPT-2, Llama and the 2017 post-LN Transformer are configurations of it.
 
-Every architectural switch of `CustomTransformerConfig` is resolved once, in `__init__`, by looking a
-module or function up in a small table (`NORMS`, `MLPS`, `LAYERS`, `ABSOLUTE_POSITIONS`, ...), so each
-`forward` below reads top to bottom without branching on the config. The structure follows transformers'
+Every architectural switch of `CustomTransformerConfig` is one row of a small table (`NORMS`, `MLPS`,
+`POSITION_SCHEMES`, `NORM_PLACEMENTS`, `TOKEN_TYPES`, `MASKS`, `POOLINGS`), looked up once in `__init__`,
+so each `forward` below reads top to bottom without branching on the config. The structure follows transformers'
 Llama: attention through `ALL_ATTENTION_FUNCTIONS`, `Cache` objects, masks from `masking_utils`, outputs
 recorded with hooks. This file and its relative imports are copied into every checkpoint, so it only
 uses transformers APIs that exist from 5.0 on (`transformers_compat.py` holds the few that moved).
@@ -10,6 +10,7 @@ uses transformers APIs that exist from 5.0 on (`transformers_compat.py` holds th
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,7 +28,8 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from .configuration_custom_transformer import CustomTransformerConfig
 from .transformers_compat import (
@@ -79,18 +81,24 @@ def build_norm(config: CustomTransformerConfig) -> nn.Module:
 # Positions: absolute embeddings added to the input, or rotary embeddings applied inside attention
 
 
-class Absent(nn.Module):
-    """Stands in for a disabled embedding (no absolute positions, no token types): adds nothing."""
+class NoEmbedding(nn.Module):
+    """A disabled additive embedding (no absolute positions, no token types): the input passes through."""
 
-    def forward(self, *args) -> float:
-        return 0.0
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+
+    def forward(self, hidden_states: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
+        return hidden_states
 
 
 class LearnedPositionEmbedding(nn.Embedding):
-    """Trained absolute positions (BERT, GPT-2)."""
+    """Trained absolute positions (BERT, GPT-2), added to the input embeddings."""
 
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config.max_position_embeddings, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        return hidden_states + super().forward(position_ids)
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -104,7 +112,7 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
 
 
 class SinusoidalPositionEmbedding(nn.Module):
-    """Fixed sinusoidal positions (2017 Transformer).
+    """Fixed sinusoidal positions (2017 Transformer), added to the input embeddings.
 
     The table is a non-persistent buffer: it is not saved, and `_init_weights` rebuilds it, because
     `from_pretrained` creates the model on the meta device where buffers made in `__init__` are lost.
@@ -115,26 +123,21 @@ class SinusoidalPositionEmbedding(nn.Module):
         self.num_positions, self.dim = config.max_position_embeddings, config.hidden_size
         self.register_buffer("table", sinusoidal_table(self.num_positions, self.dim), persistent=False)
 
-    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
-        return self.table[position_ids]
-
-
-ABSOLUTE_POSITIONS = {
-    "learned": LearnedPositionEmbedding,
-    "sinusoidal": SinusoidalPositionEmbedding,
-    "rope": lambda config: Absent(),
-    "none": lambda config: Absent(),
-}
+    def forward(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.table[position_ids]
 
 
 class TokenTypeEmbedding(nn.Embedding):
-    """Segment embeddings (BERT); with no `token_type_ids` every token is of type 0."""
+    """Segment embeddings (BERT), added to the input embeddings; with no `token_type_ids` every token is of type 0."""
 
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config.type_vocab_size, config.hidden_size)
 
-    def forward(self, token_type_ids: torch.Tensor | None) -> torch.Tensor:
-        return self.weight[0] if token_type_ids is None else super().forward(token_type_ids)
+    def forward(self, hidden_states: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        return hidden_states + (self.weight[0] if token_type_ids is None else super().forward(token_type_ids))
+
+
+TOKEN_TYPES = {True: TokenTypeEmbedding, False: NoEmbedding}  # keyed by `type_vocab_size > 0`
 
 
 class CustomTransformerRotaryEmbedding(nn.Module):
@@ -168,6 +171,11 @@ class CustomTransformerRotaryEmbedding(nn.Module):
 
 
 class NoRotaryEmbedding(nn.Module):
+    """Absolute-position and position-free models rotate nothing."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> None:
         return None
 
@@ -187,8 +195,36 @@ def keep_positions(query, key, position_embeddings):
     return query, key
 
 
+@dataclass(frozen=True)
+class PositionScheme:
+    """Where a position scheme acts: added to the input embeddings, or rotated into queries and keys."""
+
+    absolute: type[nn.Module]  # adds absolute positions to the input embeddings
+    rotary: type[nn.Module]  # computes the cos/sin tables once per forward
+    rotate: Callable  # applies them to queries and keys inside attention
+
+
+POSITION_SCHEMES = {
+    "learned": PositionScheme(LearnedPositionEmbedding, NoRotaryEmbedding, keep_positions),
+    "sinusoidal": PositionScheme(SinusoidalPositionEmbedding, NoRotaryEmbedding, keep_positions),
+    "rope": PositionScheme(NoEmbedding, CustomTransformerRotaryEmbedding, apply_rotary_pos_emb),
+    "none": PositionScheme(NoEmbedding, NoRotaryEmbedding, keep_positions),
+}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Attention, MLP, layers
+
+
+class ScaledInitLinear(nn.Linear):
+    """An output projection initialised at std / sqrt(2 * layers) (GPT-2's `scale_residual_init`).
+
+    Each layer adds two sublayer outputs to the residual stream; scaling their projections keeps the stream's
+    variance from growing with depth at the start of training.
+    """
+
+
+OUTPUT_PROJECTIONS = {False: nn.Linear, True: ScaledInitLinear}  # keyed by `scale_residual_init`
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -228,8 +264,9 @@ class CustomTransformerAttention(nn.Module):
         self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
-        self.rotate = apply_rotary_pos_emb if config.position_embedding_type == "rope" else keep_positions
+        output_projection = OUTPUT_PROJECTIONS[config.scale_residual_init]
+        self.o_proj = output_projection(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
+        self.rotate = POSITION_SCHEMES[config.position_embedding_type].rotate
 
     def forward(
         self,
@@ -237,7 +274,7 @@ class CustomTransformerAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache_position: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         cache = kwargs.pop(CACHE_KWARG, None)  # under the name gradient checkpointing clears
         input_shape = hidden_states.shape[:-1]
@@ -275,7 +312,9 @@ class GatedMLP(nn.Module):
         super().__init__()
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj = OUTPUT_PROJECTIONS[config.scale_residual_init](
+            config.intermediate_size, config.hidden_size, bias=config.mlp_bias
+        )
         self.act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +327,9 @@ class PlainMLP(nn.Module):
     def __init__(self, config: CustomTransformerConfig):
         super().__init__()
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj = OUTPUT_PROJECTIONS[config.scale_residual_init](
+            config.intermediate_size, config.hidden_size, bias=config.mlp_bias
+        )
         self.act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -298,8 +339,36 @@ class PlainMLP(nn.Module):
 MLPS = {"gated": GatedMLP, "plain": PlainMLP}
 
 
+def pre_norm(x: torch.Tensor, sublayer: Callable, norm: nn.Module, dropout: nn.Module) -> torch.Tensor:
+    """x + f(norm(x)) (GPT-2, Llama): the residual stream is never normalised, which keeps deep stacks stable."""
+    return x + dropout(sublayer(norm(x)))
+
+
+def post_norm(x: torch.Tensor, sublayer: Callable, norm: nn.Module, dropout: nn.Module) -> torch.Tensor:
+    """norm(x + f(x)) (2017 Transformer, BERT)."""
+    return norm(x + dropout(sublayer(x)))
+
+
+def no_norm(config: CustomTransformerConfig) -> nn.Module:
+    return nn.Identity()
+
+
+@dataclass(frozen=True)
+class NormPlacement:
+    residual: Callable  # how a sublayer, its norm and the residual connection combine
+    final_norm: Callable[[CustomTransformerConfig], nn.Module]  # after the last layer
+
+
+# Pre-norm stacks end with a norm (GPT-2's ln_f, Llama's norm); post-norm stacks are already normalised.
+NORM_PLACEMENTS = {"pre": NormPlacement(pre_norm, build_norm), "post": NormPlacement(post_norm, no_norm)}
+
+
 class CustomTransformerLayer(GradientCheckpointingLayer):
-    """Attention and MLP sublayers with residual connections; the subclasses place the norms."""
+    """Self-attention then MLP, each with a residual connection and a norm placed by `config.norm_placement`:
+
+    pre  (GPT-2, Llama):  x = x + attn(attention_norm(x));   x = x + mlp(mlp_norm(x))   (+ a final norm)
+    post (2017, BERT):    x = attention_norm(x + attn(x));   x = mlp_norm(x + mlp(x))
+    """
 
     def __init__(self, config: CustomTransformerConfig, layer_idx: int):
         super().__init__()
@@ -308,30 +377,15 @@ class CustomTransformerLayer(GradientCheckpointingLayer):
         self.attention_norm = build_norm(config)
         self.mlp_norm = build_norm(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
+        self.residual = NORM_PLACEMENTS[config.norm_placement].residual
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
+        attend = lambda x: self.self_attn(x, **kwargs)[0]  # noqa: E731 - the weights are recorded by a hook
+        hidden_states = self.residual(hidden_states, attend, self.attention_norm, self.dropout)
+        return self.residual(hidden_states, self.mlp, self.mlp_norm, self.dropout)
 
 
-class CustomTransformerPreNormLayer(CustomTransformerLayer):
-    """x + f(norm(x)) (GPT-2, Llama): stable deep training; the model adds a final norm."""
-
-    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
-        attn_output, _ = self.self_attn(self.attention_norm(hidden_states), **kwargs)
-        hidden_states = hidden_states + self.dropout(attn_output)
-        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
-
-
-class CustomTransformerPostNormLayer(CustomTransformerLayer):
-    """norm(x + f(x)) (2017 Transformer, BERT)."""
-
-    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
-        attn_output, _ = self.self_attn(hidden_states, **kwargs)
-        hidden_states = self.attention_norm(hidden_states + self.dropout(attn_output))
-        return self.mlp_norm(hidden_states + self.dropout(self.mlp(hidden_states)))
-
-
-LAYERS = {"pre": CustomTransformerPreNormLayer, "post": CustomTransformerPostNormLayer}
-# Pre-norm stacks end with a norm (GPT-2's ln_f, Llama's norm); post-norm stacks are already normalised.
-FINAL_NORMS = {"pre": build_norm, "post": lambda config: nn.Identity()}
-MASKS = {True: causal_mask, False: bidirectional_mask}
+MASKS = {True: causal_mask, False: bidirectional_mask}  # keyed by `is_decoder`
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -343,7 +397,7 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     config: CustomTransformerConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["CustomTransformerPreNormLayer", "CustomTransformerPostNormLayer"]
+    _no_split_modules = ["CustomTransformerLayer"]
     _skip_keys_device_placement = CACHE_NAMES
     _supports_flash_attn = True
     _supports_sdpa = True
@@ -352,16 +406,14 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": CustomTransformerLayer, "attentions": CustomTransformerAttention}
 
-    def __init__(self, config: CustomTransformerConfig, *inputs, **kwargs):
-        super().__init__(config, *inputs, **kwargs)
-        # Only the layer class this config builds: FSDP auto-wrap fails on a listed class the model lacks.
-        self._no_split_modules = [LAYERS[config.norm_placement].__name__]
-
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
         """Initialise parameters and rebuild computed buffers, which are garbage after a meta-device load."""
         super()._init_weights(module)
-        if isinstance(module, SinusoidalPositionEmbedding):
+        if isinstance(module, ScaledInitLinear):
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, SinusoidalPositionEmbedding):
             init.copy_(module.table, sinusoidal_table(module.num_positions, module.dim))
         elif isinstance(module, CustomTransformerRotaryEmbedding):
             inv_freq, _ = module.compute_inv_freq()
@@ -371,6 +423,18 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     def tie_weights(self, *args, **kwargs):
         super().tie_weights(*args, **kwargs)
         tie_heads_left_on_meta(self)  # a transformers 5.3 bug, see transformers_compat
+
+    def encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs):
+        """The backbone's outputs for the heads that read whole sequences at once (no key/value cache)."""
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Write an `auto_map` naming every head that fits this config, not only the class being saved.
@@ -387,20 +451,16 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
 
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config)
+        positions = POSITION_SCHEMES[config.position_embedding_type]
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
-        self.embed_positions = ABSOLUTE_POSITIONS[config.position_embedding_type](config)
-        self.embed_token_types = TokenTypeEmbedding(config) if config.type_vocab_size else Absent()
+        self.embed_positions = positions.absolute(config)
+        self.embed_token_types = TOKEN_TYPES[config.type_vocab_size > 0](config)
         self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
         self.embed_norm = build_norm(config) if config.embedding_norm else nn.Identity()
         self.embed_dropout = nn.Dropout(config.hidden_dropout)
-        self.rotary_emb = (
-            CustomTransformerRotaryEmbedding(config)
-            if config.position_embedding_type == "rope"
-            else NoRotaryEmbedding()
-        )
-        layer_class = LAYERS[config.norm_placement]
-        self.layers = nn.ModuleList(layer_class(config, i) for i in range(config.num_hidden_layers))
-        self.norm = FINAL_NORMS[config.norm_placement](config)
+        self.rotary_emb = positions.rotary(config)
+        self.layers = nn.ModuleList(CustomTransformerLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = NORM_PLACEMENTS[config.norm_placement].final_norm(config)
         self.build_mask = MASKS[bool(config.is_decoder)]
         self.gradient_checkpointing = False
         self.post_init()
@@ -422,7 +482,7 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         cache_position: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
@@ -441,11 +501,8 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
 
         mask = self.build_mask(self.config, inputs_embeds, attention_mask, cache_position, cache, position_ids)
 
-        hidden_states = (
-            inputs_embeds * self.embed_scale
-            + self.embed_positions(position_ids)
-            + self.embed_token_types(token_type_ids)
-        )
+        hidden_states = self.embed_positions(inputs_embeds * self.embed_scale, position_ids)
+        hidden_states = self.embed_token_types(hidden_states, token_type_ids)
         hidden_states = self.embed_dropout(self.embed_norm(hidden_states))
         position_embeddings = self.rotary_emb(hidden_states, position_ids)
 
@@ -491,7 +548,7 @@ class CustomTransformerForCausalLM(CustomTransformerPreTrainedModel, GenerationM
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         outputs = self.model(
             input_ids=input_ids,
@@ -558,17 +615,9 @@ class CustomTransformerForMaskedLM(CustomTransformerPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-            **kwargs,
-        )
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
@@ -649,17 +698,9 @@ class CustomTransformerForSequenceClassification(CustomTransformerPreTrainedMode
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-            **kwargs,
-        )
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         pooled = self.pooler(outputs.last_hidden_state, attention_mask, input_ids)
         logits = self.score(self.dropout(pooled))
         loss = None
@@ -690,17 +731,9 @@ class CustomTransformerForTokenClassification(CustomTransformerPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-            **kwargs,
-        )
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.score(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
@@ -732,17 +765,9 @@ class CustomTransformerForQuestionAnswering(CustomTransformerPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         start_positions: torch.LongTensor | None = None,
         end_positions: torch.LongTensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> QuestionAnsweringModelOutput:
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-            **kwargs,
-        )
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
         loss = None

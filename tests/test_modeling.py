@@ -360,17 +360,42 @@ def test_model_declares_the_transformers_5_capabilities():
     assert model._supports_flash_attn and model._supports_attention_backend and model._can_compile_fullgraph
     assert model.is_backend_compatible()
     assert model._tied_weights_keys == {"lm_head.weight": "model.embed_tokens.weight"}
-    assert model._no_split_modules == {"CustomTransformerPreNormLayer"}
+    assert model._no_split_modules == {"CustomTransformerLayer"}
     assert model.config.base_model_tp_plan["layers.*.self_attn.q_proj"] == "colwise"
 
 
-@pytest.mark.parametrize(("preset", "layer"), [("llama", "PreNorm"), ("bert", "PostNorm")])
-def test_fsdp_auto_wrap_finds_the_layer_class_each_model_declares(preset, layer):
+@pytest.mark.parametrize("preset", ["llama", "bert"])
+def test_fsdp_auto_wrap_finds_the_layer_class_each_model_declares(preset):
     from accelerate.utils import FullyShardedDataParallelPlugin
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
 
     model = build(CustomTransformerForSequenceClassification, preset)
-    assert model._no_split_modules == {f"CustomTransformer{layer}Layer"}
+    assert model._no_split_modules == {"CustomTransformerLayer"}
     plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
     policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
     assert policy(model.model.layers[0]) and not policy(model.model.embed_tokens)
+
+
+def test_the_gpt2_preset_starts_from_gpt2s_scaled_residual_initialisation():
+    """Output projections at std / sqrt(2 * layers), the rest at std, as `GPT2LMHeadModel` initialises them."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    sizes = {"hidden_size": 256, "num_hidden_layers": 8, "num_attention_heads": 4, "intermediate_size": 1024}
+    torch.manual_seed(0)
+    ours = CustomTransformerForCausalLM(tiny_config("gpt2", **sizes)).model.layers
+    torch.manual_seed(0)
+    reference = GPT2LMHeadModel(GPT2Config(n_embd=256, n_layer=8, n_head=4, n_inner=1024, vocab_size=99)).transformer.h
+
+    def std(modules) -> float:
+        return torch.cat([m.weight.flatten() for m in modules]).std().item()
+
+    scaled = 0.02 / (2 * 8) ** 0.5
+    for ours_modules, reference_modules, expected in [
+        ([layer.self_attn.o_proj for layer in ours], [layer.attn.c_proj for layer in reference], scaled),
+        ([layer.mlp.down_proj for layer in ours], [layer.mlp.c_proj for layer in reference], scaled),
+        ([layer.mlp.up_proj for layer in ours], [layer.mlp.c_fc for layer in reference], 0.02),
+    ]:
+        assert std(ours_modules) == pytest.approx(expected, rel=0.02)
+        assert std(ours_modules) == pytest.approx(std(reference_modules), rel=0.02)
+    unscaled = CustomTransformerForCausalLM(tiny_config("llama", **sizes)).model.layers
+    assert std([layer.self_attn.o_proj for layer in unscaled]) == pytest.approx(0.02, rel=0.02)

@@ -1,21 +1,14 @@
 """custom_transformer: one configurable Transformer (BERT, GPT-2, Llama, 2017 Transformer) for Hugging Face.
 
-Importing the package registers the config and every head with the Auto classes, so checkpoints load with
-`trust_remote_code=False` where the package is installed; checkpoints carry the code for everyone else.
+Importing the package registers the config and every head of `AUTO_CLASSES` with its Auto class, so checkpoints
+load with `trust_remote_code=False` where the package is installed; checkpoints carry the code for everyone else.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+import transformers
 
 from .configuration_custom_transformer import PRESETS, CustomTransformerConfig
 from .modeling_custom_transformer import (
+    AUTO_CLASSES,
     CustomTransformerForCausalLM,
     CustomTransformerForMaskedLM,
     CustomTransformerForQuestionAnswering,
@@ -25,16 +18,9 @@ from .modeling_custom_transformer import (
     CustomTransformerPreTrainedModel,
 )
 
-AutoConfig.register(CustomTransformerConfig.model_type, CustomTransformerConfig, exist_ok=True)
-for _auto, _model in (
-    (AutoModel, CustomTransformerModel),
-    (AutoModelForCausalLM, CustomTransformerForCausalLM),
-    (AutoModelForMaskedLM, CustomTransformerForMaskedLM),
-    (AutoModelForSequenceClassification, CustomTransformerForSequenceClassification),
-    (AutoModelForTokenClassification, CustomTransformerForTokenClassification),
-    (AutoModelForQuestionAnswering, CustomTransformerForQuestionAnswering),
-):
-    _auto.register(CustomTransformerConfig, _model, exist_ok=True)
+transformers.AutoConfig.register(CustomTransformerConfig.model_type, CustomTransformerConfig, exist_ok=True)
+for _auto_name, _model_class in AUTO_CLASSES.items():
+    getattr(transformers, _auto_name).register(CustomTransformerConfig, _model_class, exist_ok=True)
 
 __all__ = [
     "PRESETS",

@@ -43,8 +43,8 @@ lock:
 	$(VENV)-lock/bin/python -m pip install -q --upgrade pip
 	$(VENV)-lock/bin/python -m pip install -q "$(TORCH_SPEC)"
 	$(VENV)-lock/bin/python -m pip install -q -e ".[train,dev]"
-	$(VENV)-lock/bin/python -m pytest
 	{ echo "# Pinned by 'make lock' on $$(date -u +%F), after the suite passed on exactly these versions."; \
 	  $(VENV)-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > $(LOCK).new
+	CT_LOCK=$(LOCK).new $(VENV)-lock/bin/python -m pytest
 	mv $(LOCK).new $(LOCK)
 	rm -rf $(VENV)-lock

@@ -6,13 +6,17 @@ name, continuous batching, `Trainer.predict` with the cache on, and gradient che
 A release that renames something again turns one of these red instead of giving users wrong tokens.
 """
 
+import importlib.metadata
 import logging
+import os
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
 from conftest import DECODER_PRESETS, tiny_config
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from test_modeling import make_inputs
 from transformers import DynamicCache, GenerationConfig, Trainer, TrainingArguments
 
@@ -122,6 +126,24 @@ def test_gradient_checkpointed_training_with_a_cache_runs_backward():
     assert all(p.grad is not None for p in model.model.layers.parameters())
 
 
+# `make lock` points this at the candidate lock while the suite vets it.
+LOCK = Path(os.environ.get("CT_LOCK", Path(__file__).parents[1] / "constraints.txt"))
+
+
+def locked_versions() -> dict[str, str]:
+    pins = (line.split("==") for line in LOCK.read_text().splitlines() if "==" in line and not line.startswith("#"))
+    return {canonicalize_name(name): version for name, version in pins}
+
+
 def test_the_lock_pins_the_newest_release_the_checkpoint_code_names_as_verified():
-    lock = (Path(__file__).parents[1] / "constraints.txt").read_text().splitlines()
-    assert f"transformers=={compat.NEWEST_VERIFIED_TRANSFORMERS_VERSION}" in lock
+    assert locked_versions()["transformers"] == compat.NEWEST_VERIFIED_TRANSFORMERS_VERSION
+
+
+def test_the_suite_runs_on_exactly_the_locked_versions():
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    drifted = {
+        name: f"locked {pinned}, installed {installed.get(name, 'nothing')}"
+        for name, pinned in locked_versions().items()
+        if Version(installed.get(name, "0")).public != Version(pinned).public  # 2.13.0+cpu is 2.13.0
+    }
+    assert not drifted, f"this environment is not the locked one (re-create it with `make install`): {drifted}"

@@ -1,4 +1,4 @@
-"""Shared set-up: offline, a private Hugging Face cache, and tiny configs of every preset."""
+"""Shared set-up: offline, a private Hugging Face cache, tiny configs and models of every preset, and their inputs."""
 
 import os
 import tempfile
@@ -10,9 +10,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ct-hf-home-")
 
 import pytest  # noqa: E402
-from transformers import AutoConfig, PreTrainedConfig  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel  # noqa: E402
 
 from custom_transformer import CustomTransformerConfig  # noqa: E402
+from custom_transformer.modeling_custom_transformer import AUTO_CLASSES, auto_map  # noqa: E402
 
 PRESET_NAMES = ("llama", "gpt2", "bert", "vaswani")
 DECODER_PRESETS = ("llama", "gpt2")
@@ -37,6 +39,35 @@ TINY = {
 def tiny_config(preset: str = "llama", **overrides) -> CustomTransformerConfig:
     """A 2-layer, hidden-32 config of a preset (GQA with 2 KV heads), for fast tests."""
     return CustomTransformerConfig.from_preset(preset, **{**TINY, **overrides})
+
+
+def heads_for(preset: str) -> dict[str, type[PreTrainedModel]]:
+    """Auto class name -> head, for the heads of `AUTO_CLASSES` that a preset's checkpoints name in their auto_map."""
+    applicable = auto_map(tiny_config(preset))
+    return {name: head for name, head in AUTO_CLASSES.items() if name in applicable}
+
+
+def build(model_class: type[PreTrainedModel], preset: str, **overrides) -> PreTrainedModel:
+    """A tiny model of a preset in eval mode, seeded so two builds have the same weights."""
+    torch.manual_seed(0)
+    return model_class(tiny_config(preset, **overrides)).eval()
+
+
+def make_inputs(batch: int = 2, seq: int = 7, left_padding: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and a mask where the first row has two padding tokens."""
+    torch.manual_seed(0)
+    input_ids = torch.randint(3, 99, (batch, seq))
+    attention_mask = torch.ones(batch, seq, dtype=torch.long)
+    pad = slice(0, 2) if left_padding else slice(seq - 2, seq)
+    attention_mask[0, pad] = 0
+    input_ids[0, pad] = 0
+    return input_ids, attention_mask
+
+
+def outputs_of(model: PreTrainedModel, **inputs) -> torch.Tensor:
+    """The main output of any head: its logits (QA: the start logits), or the backbone's last hidden state."""
+    out = model(**inputs)
+    return out.start_logits if "start_logits" in out else out[0]
 
 
 # The same tiny sizes in the field names of the transformers families that `custom_transformer.convert` reads.

@@ -10,17 +10,8 @@ from pathlib import Path
 from unittest.mock import patch
 
 import torch
-from conftest import tiny_config
-from transformers.models.auto import modeling_auto
-
-from custom_transformer import (
-    CustomTransformerForCausalLM,
-    CustomTransformerForMaskedLM,
-    CustomTransformerForQuestionAnswering,
-    CustomTransformerForSequenceClassification,
-    CustomTransformerForTokenClassification,
-    CustomTransformerModel,
-)
+import transformers
+from conftest import heads_for, tiny_config
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 from transformers_test_suite import ensure_hf_tests_importable  # noqa: E402
@@ -28,21 +19,7 @@ from transformers_test_suite import ensure_hf_tests_importable  # noqa: E402
 ensure_hf_tests_importable()
 from hf_tests.test_modeling_common import ModelTesterMixin, ids_tensor  # noqa: E402
 
-AUTO_MAPPINGS = {
-    "MODEL_MAPPING_NAMES": CustomTransformerModel,
-    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES": CustomTransformerForCausalLM,
-    "MODEL_FOR_MASKED_LM_MAPPING_NAMES": CustomTransformerForMaskedLM,
-    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": CustomTransformerForSequenceClassification,
-    "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": CustomTransformerForTokenClassification,
-    "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES": CustomTransformerForQuestionAnswering,
-}
 ROPE_PRESETS = ("llama",)
-SHARED_HEADS = (
-    CustomTransformerModel,
-    CustomTransformerForSequenceClassification,
-    CustomTransformerForTokenClassification,
-    CustomTransformerForQuestionAnswering,
-)
 
 
 class TinyModelTester:
@@ -72,8 +49,9 @@ class CustomTransformerTesterBase(ModelTesterMixin):
         self.model_tester = TinyModelTester(self.preset)
         if self._testMethodName.startswith("test_model_rope_scaling") and self.preset not in ROPE_PRESETS:
             self.skipTest(f"the {self.preset} preset has no rotary embeddings to scale")
-        for mapping_name, model_class in AUTO_MAPPINGS.items():
-            mapping = getattr(modeling_auto, mapping_name)
+        for auto_name, model_class in heads_for(self.preset).items():
+            # The Auto class's lazy mapping holds the very `MODEL_..._MAPPING_NAMES` dict that the mixin reads.
+            mapping = getattr(transformers, auto_name)._model_mapping._model_mapping
             patcher = patch.dict(mapping, {"custom_transformer": model_class.__name__})
             patcher.start()
             self.addCleanup(patcher.stop)
@@ -84,9 +62,9 @@ class CustomTransformerTesterBase(ModelTesterMixin):
 
 class LlamaPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     preset = "llama"
-    all_model_classes = (*SHARED_HEADS, CustomTransformerForCausalLM)
+    all_model_classes = tuple(heads_for("llama").values())
 
 
 class BertPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     preset = "bert"
-    all_model_classes = (*SHARED_HEADS, CustomTransformerForMaskedLM)
+    all_model_classes = tuple(heads_for("bert").values())

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import tiny_config
+from conftest import heads_for, make_inputs, outputs_of, tiny_config
 from contract_checkpoints import run_contract
-from test_modeling import heads_for, make_inputs, outputs_of
 from transformers_releases import python_env, release_site
 
 import custom_transformer

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import DECODER_PRESETS, tiny_config
+from conftest import DECODER_PRESETS, make_inputs, tiny_config
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-from test_modeling import make_inputs
 from transformers import DynamicCache, GenerationConfig, Trainer, TrainingArguments
 
 from custom_transformer import CustomTransformerForCausalLM

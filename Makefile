@@ -27,6 +27,7 @@ demo: install
 	$(PY) -m training.demo
 
 test: install
+	$(PY) tests/helpers/transformers_test_suite.py
 	$(PY) -m pytest
 
 lint: install

@@ -1,12 +1,28 @@
-"""CustomTransformerConfig: defaults, presets, validation messages and the config.json round-trip."""
+"""CustomTransformerConfig: transformers' ConfigTester, defaults, presets, validation messages, config.json."""
 
 import logging
+import sys
+import unittest
+from pathlib import Path
 
 import pytest
-from conftest import PRESET_NAMES, tiny_config
+from conftest import PRESET_NAMES, TINY, tiny_config
 from transformers import AutoConfig
 
 from custom_transformer import PRESETS, CustomTransformerConfig
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from transformers_test_suite import load  # noqa: E402
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_every_preset_passes_transformers_config_tester(name):
+    """The checks every config in transformers passes: JSON and save/load round-trips (also from a subfolder),
+    `num_labels`, the common `PreTrainedConfig` arguments kept, and no warning when built without arguments."""
+    config_tester = load("test_configuration_common").ConfigTester
+    config_tester(
+        unittest.TestCase(), config_class=CustomTransformerConfig, **{**PRESETS[name], **TINY}
+    ).run_common_tests()
 
 
 def test_default_config_builds_without_logging_a_warning():

@@ -14,10 +14,10 @@ import transformers
 from conftest import heads_for, tiny_config
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-from transformers_test_suite import ensure_hf_tests_importable  # noqa: E402
+from transformers_test_suite import load  # noqa: E402
 
-ensure_hf_tests_importable()
-from hf_tests.test_modeling_common import ModelTesterMixin, ids_tensor  # noqa: E402
+modeling_common = load("test_modeling_common")
+ModelTesterMixin, ids_tensor = modeling_common.ModelTesterMixin, modeling_common.ids_tensor
 
 ROPE_PRESETS = ("llama",)
 

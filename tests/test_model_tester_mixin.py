@@ -1,4 +1,4 @@
-"""transformers' own model test suite (`ModelTesterMixin`), run over our heads as it runs over Llama and BERT.
+"""transformers' own model test suite (`ModelTesterMixin`), run over every head of every preset.
 
 The mixin decides which labels a head needs from transformers' Auto mappings, so for the duration of
 each test our model type is added to those mappings (and only there: `patch.dict` restores them).
@@ -18,8 +18,6 @@ from transformers_test_suite import load  # noqa: E402
 
 modeling_common = load("test_modeling_common")
 ModelTesterMixin, ids_tensor = modeling_common.ModelTesterMixin, modeling_common.ids_tensor
-
-ROPE_PRESETS = ("llama",)
 
 
 class TinyModelTester:
@@ -43,12 +41,19 @@ class TinyModelTester:
 
 
 class CustomTransformerTesterBase(ModelTesterMixin):
+    """The mixin over the heads that fit one preset; a subclass names the preset."""
+
     preset: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.all_model_classes = tuple(heads_for(cls.preset).values())
 
     def setUp(self):
         self.model_tester = TinyModelTester(self.preset)
-        if self._testMethodName.startswith("test_model_rope_scaling") and self.preset not in ROPE_PRESETS:
-            self.skipTest(f"the {self.preset} preset has no rotary embeddings to scale")
+        position_embedding_type = self.model_tester.get_config().position_embedding_type
+        if self._testMethodName.startswith("test_model_rope_scaling") and position_embedding_type != "rope":
+            self.skipTest(f"the {self.preset} preset has {position_embedding_type} positions, no rotary ones to scale")
         for auto_name, model_class in heads_for(self.preset).items():
             # The Auto class's lazy mapping holds the very `MODEL_..._MAPPING_NAMES` dict that the mixin reads.
             mapping = getattr(transformers, auto_name)._model_mapping._model_mapping
@@ -62,9 +67,15 @@ class CustomTransformerTesterBase(ModelTesterMixin):
 
 class LlamaPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     preset = "llama"
-    all_model_classes = tuple(heads_for("llama").values())
+
+
+class GPT2PresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
+    preset = "gpt2"
 
 
 class BertPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     preset = "bert"
-    all_model_classes = tuple(heads_for("bert").values())
+
+
+class VaswaniPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
+    preset = "vaswani"

@@ -46,6 +46,7 @@ lock:
 	$(VENV)-lock/bin/python -m pip install -q -e ".[train,dev]"
 	{ echo "# Pinned by 'make lock' on $$(date -u +%F), after the suite passed on exactly these versions."; \
 	  $(VENV)-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > $(LOCK).new
+	$(VENV)-lock/bin/python tests/helpers/transformers_test_suite.py
 	CT_LOCK=$(LOCK).new $(VENV)-lock/bin/python -m pytest
 	mv $(LOCK).new $(LOCK)
 	rm -rf $(VENV)-lock

@@ -105,3 +105,25 @@ def preset(request) -> str:
 @pytest.fixture(params=DECODER_PRESETS)
 def decoder_preset(request) -> str:
     return request.param
+
+
+# --- the loopback Hub (tests/hub_server.py) ------------------------------------------------------------------------
+
+HUB_TOKEN = "hf_loopback_test_token"
+
+
+@pytest.fixture
+def hub():
+    """A Hub-API server on 127.0.0.1 that accepts `HUB_TOKEN`, for pushes and pulls through huggingface_hub."""
+    from hub_server import HubServer
+
+    with HubServer(token=HUB_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """This process talks to the loopback hub although the test session is offline (see the top of this file)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

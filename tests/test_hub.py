@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import HUB_TOKEN as TOKEN
 from hub_server import HubServer
 from huggingface_hub import constants
 from huggingface_hub.errors import HfHubHTTPError
@@ -26,7 +27,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from model_cards import HubUnreachableError, IncompleteCheckpointError, export_run, push_to_hub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "hf_loopback_test_token"
 TEXTS = ["good film", "the plot was very bad not good", "a story"]
 PULL = """
 import json, re, sys
@@ -57,18 +57,6 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory) -> Path:
     return export_run(run_dir, tmp_path_factory.mktemp("export") / "tiny", repo_id="org/tiny")
-
-
-@pytest.fixture
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def online(monkeypatch):
-    """This process talks to the loopback hub although the test session is offline (conftest)."""
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
 def hub_env(hub: HubServer, hf_home: Path) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import transformers
+from conftest import HUB_TOKEN as TOKEN
 from conftest import tiny_config
 from hub_server import HubServer
 from huggingface_hub import CommitOperationAdd, HfApi, constants
@@ -32,7 +33,6 @@ from custom_transformer.configuration_custom_transformer import CODE_VERSION
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-3cf6f23"
 RUNNER = Path(__file__).parent / "helpers" / "generate_without_package.py"
-TOKEN = "hf_loopback_test_token"
 # Left padding (pad_token_id 0) in the first row: the case where a cache that is silently dropped shows.
 BATCH = {
     "input_ids": [[0, 0, 0, 5, 17, 33, 41], [8, 12, 9, 60, 23, 7, 44]],
@@ -112,18 +112,6 @@ def before(tmp_path_factory) -> dict:
 def old_checkpoint(tmp_path) -> Path:
     """A copy of the fixture: the fixture itself is never written to."""
     return shutil.copytree(FIXTURE, tmp_path / "checkpoint-3cf6f23")
-
-
-@pytest.fixture
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def online(monkeypatch):
-    """This process talks to the loopback hub although the test session is offline (conftest)."""
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
 # -- (a) the problem -------------------------------------------------------------------------------------------

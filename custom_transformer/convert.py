@@ -12,7 +12,6 @@ tool: it is not copied into checkpoints and may use transformers' model classes.
 """
 
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoTokenizer,
     BertForMaskedLM,
     BertForQuestionAnswering,
     BertForSequenceClassification,
@@ -317,18 +317,6 @@ EXPORTS: dict[str, Conversion] = {
 }
 
 TARGET_FAMILIES = ("custom_transformer", *EXPORTS)
-# Copied next to the converted weights so the folder stays usable as it was.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -352,10 +340,18 @@ def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "cu
     if target.can_generate() and source.can_generate():
         target.generation_config = source.generation_config
     target.save_pretrained(target_dir)
-    for path in (Path(source_dir) / name for name in TOKENIZER_FILES):
-        if path.is_file():
-            shutil.copy2(path, Path(target_dir) / path.name)
+    _save_tokenizer(source_dir, target_dir)
     return target
+
+
+def _save_tokenizer(source_dir: str | Path, target_dir: str | Path):
+    """Re-save the source's tokenizer next to the converted weights, so the folder stays usable as it was.
+
+    transformers knows which files a tokenizer of each kind needs; a folder saved without one has none to copy.
+    """
+    if not (Path(source_dir) / "tokenizer_config.json").is_file():
+        return
+    AutoTokenizer.from_pretrained(source_dir).save_pretrained(target_dir)
 
 
 def _conversion(model_type: str, to_family: str) -> Conversion:

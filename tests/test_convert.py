@@ -11,13 +11,21 @@ import pytest
 import torch
 from conftest import tiny_config, tiny_reference_config
 from safetensors import safe_open
+from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
-from transformers import AutoConfig, GPT2LMHeadModel, LlamaForCausalLM
+from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from custom_transformer import CustomTransformerForCausalLM, CustomTransformerForSequenceClassification
 from custom_transformer.convert import convert, from_torch_encoder, main
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def word_level_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    vocab = {word: index for index, word in enumerate(["[UNK]", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
 
 
 def save_reference_config(folder: Path, model_type: str, architecture: str, **overrides) -> Path:
@@ -29,7 +37,8 @@ def save_reference_config(folder: Path, model_type: str, architecture: str, **ov
 
 def test_command_line_converts_a_gpt2_checkpoint_into_a_self_contained_custom_checkpoint(tmp_path):
     GPT2LMHeadModel(tiny_reference_config("gpt2")).save_pretrained(tmp_path / "gpt2")
-    (tmp_path / "gpt2" / "vocab.json").write_text("{}")  # tokenizer files travel with the weights
+    tokenizer = word_level_tokenizer(["the", "cat", "sat"])
+    tokenizer.save_pretrained(tmp_path / "gpt2")  # the tokenizer travels with the weights
     command = [
         sys.executable,
         "-m",
@@ -48,7 +57,9 @@ def test_command_line_converts_a_gpt2_checkpoint_into_a_self_contained_custom_ch
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_custom_transformer.CustomTransformerForCausalLM"
     assert (tmp_path / "out" / "modeling_custom_transformer.py").is_file()
     assert not (tmp_path / "out" / "convert.py").exists()  # a package tool, not checkpoint code
-    assert (tmp_path / "out" / "vocab.json").read_text() == "{}"
+    assert (
+        AutoTokenizer.from_pretrained(tmp_path / "out")("the cat sat").input_ids == tokenizer("the cat sat").input_ids
+    )
     with safe_open(tmp_path / "out" / "model.safetensors", "pt") as weights:
         assert "lm_head.weight" not in weights.keys()  # tied to the input embeddings, stored once
     _, loading_info = CustomTransformerForCausalLM.from_pretrained(tmp_path / "out", output_loading_info=True)

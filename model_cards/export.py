@@ -11,9 +11,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from training.tasks import TASKS
+
 from .card import write_model_card
 from .checkpoint import check_checkpoint
-from .run import TASKS, load_run
+from .run import load_run
 
 
 def export_run(

@@ -13,19 +13,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from training.tasks import TASKS, Task
 
-@dataclass(frozen=True)
-class Task:
-    name: str  # the Hub's pretty task name, used in model-index
-    auto_class: str  # the transformers Auto class that loads the head
-
-
-TASKS = {
-    "text-classification": Task("Text Classification", "AutoModelForSequenceClassification"),
-    "text-generation": Task("Text Generation", "AutoModelForCausalLM"),
-    "fill-mask": Task("Fill-Mask", "AutoModelForMaskedLM"),
-    "token-classification": Task("Token Classification", "AutoModelForTokenClassification"),
-}
 DEFAULT_EVAL_SPLIT = "test"  # where run_info "metrics" and "baselines" were measured, unless "evaluated_split" says
 # Bookkeeping that Trainer and the training scripts mix into metric dicts; none of it is a result.
 NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "total_flos", "num_rows")
@@ -48,6 +37,11 @@ class Run:
     @property
     def task(self) -> str:
         return self.info["task"]
+
+    @property
+    def task_record(self) -> Task:
+        """The task's row in training/tasks.py: its Hub name, Auto class and card wording."""
+        return TASKS[self.task]
 
     @property
     def dataset(self) -> dict:

@@ -12,42 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import DatasetDict
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    DataCollatorForLanguageModeling,
-    DataCollatorForTokenClassification,
-    DataCollatorWithPadding,
-    Trainer,
-    TrainingArguments,
-)
+from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments
 
 import custom_transformer  # noqa: F401 - registers the Auto classes, so local code loads without trust_remote_code
 
 from .cli import parse_args, run_main, setup_logging
 from .loading import DataError, check_tokenizer_fits, load_splits, require_columns, require_rows
-from .preprocessing import (
-    CLASSIFICATION_TASKS,
-    check_known_labels,
-    classification_columns,
-    drop_empty_texts,
-    tokenize_into_blocks,
-)
+from .preprocessing import check_known_labels, drop_empty_texts, tokenize_into_blocks
 from .scoring import classification_metrics, logits_to_predictions, perplexity
+from .tasks import TASKS, Task
 
 logger = logging.getLogger("training")
-
-# Architecture name suffix -> task and Auto class.
-TASKS = {
-    "ForSequenceClassification": ("text-classification", AutoModelForSequenceClassification),
-    "ForTokenClassification": ("token-classification", AutoModelForTokenClassification),
-    "ForCausalLM": ("text-generation", AutoModelForCausalLM),
-    "ForMaskedLM": ("fill-mask", AutoModelForMaskedLM),
-}
 
 
 @dataclass
@@ -76,14 +51,13 @@ class EvaluationTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-def task_of(config) -> tuple[str, type]:
+def task_of(config) -> Task:
     architecture = (config.architectures or [""])[0]
-    for suffix, task in TASKS.items():
-        if architecture.endswith(suffix):
+    for task in TASKS.values():
+        if architecture.endswith(task.head_suffix):
             return task
-    raise DataError(
-        f"Cannot tell what to score for architecture {architecture!r}: supported heads end in {', '.join(TASKS)}."
-    )
+    suffixes = ", ".join(task.head_suffix for task in TASKS.values())
+    raise DataError(f"Cannot tell what to score for architecture {architecture!r}: supported heads end in {suffixes}.")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -94,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.output_dir = args.model_name_or_path
     setup_logging(training_args)
     config = AutoConfig.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
-    task, model_class = task_of(config)
+    task = task_of(config)
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     check_tokenizer_fits(tokenizer, config.vocab_size, args.model_name_or_path, args.model_name_or_path)
 
@@ -105,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     require_rows(splits, [args.split])
     num_proc = args.preprocessing_num_workers
     compute_metrics = preprocess_logits = None
-    if task in ("text-generation", "fill-mask"):
+    if task.labels is None:  # a language model
         if args.block_size > config.max_position_embeddings:
             raise DataError(
                 f"--block_size {args.block_size} exceeds the model's max_position_embeddings="
@@ -113,26 +87,23 @@ def main(argv: list[str] | None = None) -> dict:
             )
         require_columns(splits, {args.text_column: "--text_column"})
         encoded = tokenize_into_blocks(splits, tokenizer, args.text_column, args.block_size, training_args, num_proc)
-        collator = DataCollatorForLanguageModeling(
-            tokenizer, mlm=task == "fill-mask", mlm_probability=args.mlm_probability
-        )
+        collator = task.data_collator(tokenizer, mlm_probability=args.mlm_probability)
     else:
-        per_token = task == "token-classification"
-        columns = classification_columns(task, args)
+        per_token = task.per_token
+        columns = task.column_flags(args)
         input_column, label_column = columns
         require_columns(splits, columns)
         if not per_token:
             splits = drop_empty_texts(splits, input_column, num_proc)
         label2id = {str(name): int(i) for name, i in config.label2id.items()}
         check_known_labels(splits, label_column, label2id, per_token)
-        tokenize = CLASSIFICATION_TASKS[task][0]
-        encoded = tokenize(
+        encoded = task.tokenize()(
             splits, tokenizer, input_column, label_column, label2id, args.max_seq_length, training_args, num_proc
         )
-        collator = (DataCollatorForTokenClassification if per_token else DataCollatorWithPadding)(tokenizer)
+        collator = task.data_collator(tokenizer)
         compute_metrics, preprocess_logits = classification_metrics(len(label2id)), logits_to_predictions
 
-    model = model_class.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+    model = task.auto_model().from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     trainer = Trainer(
         model=model,
         args=training_args,

@@ -19,11 +19,7 @@ import numpy as np
 from datasets import DatasetDict
 from transformers import (
     AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
     AutoTokenizer,
-    DataCollatorForTokenClassification,
-    DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
     TrainingArguments,
@@ -35,23 +31,12 @@ import custom_transformer  # noqa: F401 - registers the Auto classes, so local c
 from . import baselines
 from .cli import checkpoint_to_resume, parse_args, run_main, setup_logging
 from .loading import DataError, add_validation_split, check_tokenizer_fits, load_splits, require_columns, require_rows
-from .preprocessing import (
-    CLASSIFICATION_TASKS,
-    check_known_labels,
-    classification_columns,
-    drop_empty_texts,
-    label_names,
-)
+from .preprocessing import check_known_labels, drop_empty_texts, label_names
 from .results import RUN_INFO, hardware, hyperparameters, portable_path, read_run_info, write_run_info
 from .scoring import IGNORE_INDEX, classification_metrics, logits_to_predictions
+from .tasks import CLASSIFICATION_METRICS, FINE_TUNING_TASKS
 
 logger = logging.getLogger("training")
-
-TASKS = {
-    "text-classification": (AutoModelForSequenceClassification, DataCollatorWithPadding),
-    "token-classification": (AutoModelForTokenClassification, DataCollatorForTokenClassification),
-}
-METRICS = ("loss", "accuracy", "f1_macro")
 
 
 @dataclass
@@ -67,7 +52,7 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    task: str = field(default="text-classification", metadata={"help": f"One of {', '.join(TASKS)}."})
+    task: str = field(default="text-classification", metadata={"help": f"One of {', '.join(FINE_TUNING_TASKS)}."})
     train_files: list[str] | None = field(default=None, metadata={"help": ".json/.jsonl, .csv or .parquet files."})
     validation_files: list[str] | None = field(default=None, metadata={"help": "Validation data, same formats."})
     test_files: list[str] | None = field(default=None, metadata={"help": "Test data, scored once at the end."})
@@ -97,7 +82,9 @@ class FinetuneTrainingArguments(TrainingArguments):
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint: no, steps, epoch or best."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best checkpoint's weights."})
-    metric_for_best_model: str | None = field(default="f1_macro", metadata={"help": f"One of {', '.join(METRICS)}."})
+    metric_for_best_model: str | None = field(
+        default="f1_macro", metadata={"help": f"One of {', '.join(CLASSIFICATION_METRICS)}."}
+    )
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one always)."})
 
 
@@ -124,8 +111,8 @@ def load_tokenizer(model_args: ModelArguments, vocab_size: int):
 
 
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments):
-    if data_args.task not in TASKS:
-        raise DataError(f"--task {data_args.task!r} is not supported: use one of {', '.join(TASKS)}.")
+    if data_args.task not in FINE_TUNING_TASKS:
+        raise DataError(f"--task {data_args.task!r} is not supported: use one of {', '.join(FINE_TUNING_TASKS)}.")
     if not (Path(model_args.model_name_or_path) / "config.json").is_file():
         raise DataError(
             f"--model_name_or_path {model_args.model_name_or_path} is not a model folder (no config.json): "
@@ -138,8 +125,9 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
                 "and --load_best_model_at_end true, or pass --early_stopping_patience 0."
             )
     best = (training_args.metric_for_best_model or "loss").removeprefix("eval_")
-    if best not in METRICS:
-        raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(METRICS)}.")
+    metrics = FINE_TUNING_TASKS[data_args.task].metrics
+    if best not in metrics:
+        raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(metrics)}.")
 
 
 def load_data(data_args: DataArguments, seed: int) -> DatasetDict:
@@ -149,9 +137,9 @@ def load_data(data_args: DataArguments, seed: int) -> DatasetDict:
         raise DataError(f"No train split in {data_args.dataset_dir}: it has {list(splits)}.")
     splits = DatasetDict({name: splits[name] for name in ("train", "validation", "test") if name in splits})
     require_rows(splits, list(splits))
-    columns = classification_columns(data_args.task, data_args)
-    require_columns(splits, columns)
-    if data_args.task == "text-classification":
+    task = FINE_TUNING_TASKS[data_args.task]
+    require_columns(splits, task.column_flags(data_args))
+    if not task.per_token:
         splits = drop_empty_texts(splits, data_args.text_column, data_args.preprocessing_num_workers)
         require_rows(splits, list(splits))
     splits = add_validation_split(splits, data_args.validation_split_percentage, seed)
@@ -167,7 +155,7 @@ def score_baselines(raw: DatasetDict, encoded: DatasetDict, split: str, data_arg
     train_labels = _scored_labels(encoded["train"])
     test_labels = _scored_labels(encoded[split])
     scores = {"majority_class": baselines.majority_class(train_labels, test_labels, num_labels)}
-    if data_args.task == "text-classification":
+    if "tfidf_logreg" in FINE_TUNING_TASKS[data_args.task].baselines:
         scores["tfidf_logreg"] = baselines.tfidf_logreg(
             raw["train"][data_args.text_column],
             encoded["train"]["labels"],
@@ -191,10 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(training_args)
     check_arguments(model_args, data_args, training_args)
     resume_from = checkpoint_to_resume(training_args)
-    per_token = data_args.task == "token-classification"
-    model_class, collator_class = TASKS[data_args.task]
-    tokenize = CLASSIFICATION_TASKS[data_args.task][0]
-    input_column, label_column = classification_columns(data_args.task, data_args)
+    task = FINE_TUNING_TASKS[data_args.task]
+    per_token = task.per_token
+    tokenize = task.tokenize()
+    input_column, label_column = task.column_flags(data_args)
 
     raw = load_data(data_args, training_args.seed)
     names = label_names(raw, label_column, per_token)
@@ -221,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("Labels: %s; rows: %s", names, {split: len(d) for split, d in encoded.items()})
 
     set_seed(training_args.seed)  # the new head's initial weights
-    model = model_class.from_pretrained(
+    model = task.auto_model().from_pretrained(
         model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code
     )
     if model.config.pad_token_id is None:
@@ -233,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
         processing_class=tokenizer,
-        data_collator=collator_class(tokenizer),
+        data_collator=task.data_collator(tokenizer),
         compute_metrics=classification_metrics(len(names)),
         preprocess_logits_for_metrics=logits_to_predictions,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)] if patience > 0 else None,
@@ -276,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "split_sizes": {split: len(dataset) for split, dataset in encoded.items()},
                 "labels": names,
             },
-            metrics={key: metrics[prefix + key] for key in (*METRICS, "num_rows") if prefix + key in metrics},
+            metrics={key: metrics[prefix + key] for key in (*task.metrics, "num_rows") if prefix + key in metrics},
             evaluated_split=scored_split,
             baselines=score_baselines(raw, encoded, scored_split, data_args, len(names)) if data_args.baselines else {},
             wall_time_seconds=round(time.perf_counter() - start, 1),

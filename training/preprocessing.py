@@ -179,16 +179,3 @@ def _map_replacing_columns(splits: DatasetDict, function, num_proc: int | None) 
             for split, dataset in splits.items()
         }
     )
-
-
-# Classification task -> how its rows are tokenized, and the argument fields naming its (input, label) columns.
-CLASSIFICATION_TASKS = {
-    "text-classification": (tokenize_for_sequence_classification, ("text_column", "label_column")),
-    "token-classification": (tokenize_for_token_classification, ("tokens_column", "tags_column")),
-}
-
-
-def classification_columns(task: str, args) -> dict[str, str]:
-    """{input column: the flag naming it, label column: its flag} of `task`, read from the parsed `args`."""
-    _, fields = CLASSIFICATION_TASKS[task]
-    return {getattr(args, field): f"--{field}" for field in fields}

@@ -1,0 +1,117 @@
+"""What a task is, once: the registry every script and `model_cards` reads.
+
+`TASKS` is keyed by the pipeline tag (the `task` of `run_info.json`, `--task` of `training.finetune`, the
+card's `pipeline_tag`). Adding a task is one row here: its Hub name, Auto class (which names the head:
+`AutoModelForCausalLM` -> `...ForCausalLM`), collator, metrics, baselines and card wording, and for fine-tuning
+its columns and tokenizing function; the scripts and the cards follow.
+
+The transformers classes and the tokenizing functions are named, not imported (as in transformers' own
+Auto mappings), so that reading the table needs neither torch nor `datasets`: `model_cards` writes cards
+without them. `auto_model()`, `data_collator()` and `tokenize()` resolve the names when a script runs.
+"""
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Task:
+    pipeline_tag: str  # the transformers pipeline / Hub task id, and the registry key
+    pretty_name: str  # the Hub's task name, used in the card's model-index
+    auto_class: str  # the transformers Auto class that loads the head
+    collator: str  # the transformers data collator class
+    metrics: tuple[str, ...]  # what run_info.json "metrics" holds for this task (besides num_rows)
+    baselines: tuple[str, ...]  # the baselines scored next to the model (training/baselines.py)
+    intended_use: str  # the card's "Intended use" opening; {dataset} is the dataset's name
+    example_call: str  # the card's pipeline call
+    labels: str | None = None  # "sequence" or "token": one label per text or per word; None for language models
+    columns: tuple[str, ...] = ()  # fine-tuning: the argument fields naming the (input, label) columns
+    tokenizer_function: str | None = None  # fine-tuning: the training.preprocessing function building inputs
+    collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def head_suffix(self) -> str:
+        """How the head's class name ends ("ForCausalLM"): evaluate_model tells a checkpoint's task by it."""
+        return self.auto_class.removeprefix("AutoModel")
+
+    @property
+    def per_token(self) -> bool:
+        return self.labels == "token"
+
+    @property
+    def fine_tunable(self) -> bool:
+        return self.tokenizer_function is not None
+
+    def auto_model(self) -> type:
+        return getattr(importlib.import_module("transformers"), self.auto_class)
+
+    def data_collator(self, tokenizer, **kwargs):
+        collator_class = getattr(importlib.import_module("transformers"), self.collator)
+        return collator_class(tokenizer, **{**self.collator_kwargs, **kwargs})
+
+    def tokenize(self) -> Callable:
+        return getattr(importlib.import_module("training.preprocessing"), self.tokenizer_function)
+
+    def column_flags(self, args) -> dict[str, str]:
+        """{input column: the flag naming it, label column: its flag}, read from the parsed `args`."""
+        return {getattr(args, name): f"--{name}" for name in self.columns}
+
+
+CLASSIFICATION_METRICS = ("loss", "accuracy", "f1_macro")
+
+TASKS: dict[str, Task] = {
+    task.pipeline_tag: task
+    for task in (
+        Task(
+            "text-classification",
+            "Text Classification",
+            "AutoModelForSequenceClassification",
+            "DataCollatorWithPadding",
+            CLASSIFICATION_METRICS,
+            ("majority_class", "tfidf_logreg"),
+            "Classifying texts like those of {dataset} into the labels listed above.",
+            'pipe("Text to classify")',
+            labels="sequence",
+            columns=("text_column", "label_column"),
+            tokenizer_function="tokenize_for_sequence_classification",
+        ),
+        Task(
+            "token-classification",
+            "Token Classification",
+            "AutoModelForTokenClassification",
+            "DataCollatorForTokenClassification",
+            CLASSIFICATION_METRICS,
+            ("majority_class",),
+            "Tagging the tokens of texts like those of {dataset} with the labels listed above.",
+            'pipe("Text to tag")',
+            labels="token",
+            columns=("tokens_column", "tags_column"),
+            tokenizer_function="tokenize_for_token_classification",
+        ),
+        Task(
+            "text-generation",
+            "Text Generation",
+            "AutoModelForCausalLM",
+            "DataCollatorForLanguageModeling",
+            ("loss", "perplexity"),
+            ("unigram",),
+            "Generating text in the style of {dataset}.",
+            'pipe("Once upon a time", max_new_tokens=20)',
+            collator_kwargs=MappingProxyType({"mlm": False}),
+        ),
+        Task(
+            "fill-mask",
+            "Fill-Mask",
+            "AutoModelForMaskedLM",
+            "DataCollatorForLanguageModeling",
+            ("loss", "perplexity"),
+            (),
+            "Predicting masked tokens in text like that of {dataset}, or as a starting point for fine-tuning.",
+            'pipe(f"The {pipe.tokenizer.mask_token} is here.")',
+            collator_kwargs=MappingProxyType({"mlm": True}),
+        ),
+    )
+}
+FINE_TUNING_TASKS = {tag: task for tag, task in TASKS.items() if task.fine_tunable}

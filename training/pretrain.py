@@ -18,14 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import DatasetDict
-from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-from custom_transformer import (
-    PRESETS,
-    CustomTransformerConfig,
-    CustomTransformerForCausalLM,
-    CustomTransformerForMaskedLM,
-)
+from custom_transformer import AUTO_CLASSES, PRESETS, CustomTransformerConfig
 
 from .baselines import unigram_perplexity
 from .cli import checkpoint_to_resume, parse_args, run_main, setup_logging
@@ -40,6 +35,7 @@ from .loading import (
 from .preprocessing import tokenize_into_blocks
 from .results import hardware, hyperparameters, portable_path, write_run_info
 from .scoring import perplexity
+from .tasks import TASKS
 
 logger = logging.getLogger("training")
 
@@ -146,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
             "lower --block_size or raise max_position_embeddings in --config_overrides."
         )
     masked = not config.is_decoder
+    task = TASKS["fill-mask" if masked else "text-generation"]
     if masked and tokenizer.mask_token is None:
         raise DataError(
             "Masked-LM pre-training (encoder config) needs a tokenizer with a mask token: "
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     set_seed(training_args.seed)  # the initial weights
-    model = (CustomTransformerForMaskedLM if masked else CustomTransformerForCausalLM)(config)
+    model = AUTO_CLASSES[task.auto_class](config)
     logger.info(
         "%s model (%s): %.2fM parameters; %d train / %d validation blocks of %d tokens",
         "Masked-LM" if masked else "Causal-LM",
@@ -182,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         len(blocks["validation"]),
         data_args.block_size,
     )
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=masked, mlm_probability=data_args.mlm_probability)
+    collator = task.data_collator(tokenizer, mlm_probability=data_args.mlm_probability)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -206,13 +203,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     if trainer.is_world_process_zero():
         baselines = {}
-        if not masked:
+        if "unigram" in task.baselines:
             ppl = unigram_perplexity(blocks["train"]["input_ids"], blocks["validation"]["input_ids"], len(tokenizer))
             baselines["unigram"] = {"perplexity": ppl}
         files = [*(data_args.train_files or []), *(data_args.validation_files or [])] or [data_args.dataset_dir]
         write_run_info(
             training_args.output_dir,
-            task="fill-mask" if masked else "text-generation",
+            task=task.pipeline_tag,
             preset=model_args.preset or "custom",
             base_model=None,
             dataset={

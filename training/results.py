@@ -1,6 +1,6 @@
 """`run_info.json`: what a run was, in the one format the model cards are built from.
 
-    {"task": "text-classification" | "text-generation" | "fill-mask" | "token-classification",
+    {"task": str,                # a pipeline tag, a key of training.tasks.TASKS (e.g. "text-classification")
      "preset": str, "base_model": str | null,
      "dataset": {"name", "files": [relative paths], "license", "source", "split_sizes": {split: rows}},
      "metrics": {...},            # on the test split (validation when there is none: see "evaluated_split")

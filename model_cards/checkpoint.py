@@ -9,13 +9,13 @@ state (optimizer, scheduler, `training_args.bin`, checkpoints) and paths of this
 import json
 import os
 import re
-import struct
 import sys
 import tempfile
 from fnmatch import fnmatch
 from pathlib import Path
 
 from huggingface_hub import ModelCard, constants
+from safetensors import safe_open
 
 from .card import CARD_FILENAME
 from .run import SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX
@@ -128,7 +128,7 @@ def machine_paths() -> set[str]:
 
 
 def find_local_paths(folder: Path, files: list[str], extra: tuple[str | Path, ...] = ()) -> list[tuple[str, str]]:
-    """(file, path) for every machine path found in a file; safetensors are checked in their JSON header only."""
+    """(file, path) for every machine path found in a file; safetensors in their metadata and tensor names only."""
     paths = machine_paths() | {str(Path(p).absolute()) for p in extra} | {str(Path(p).resolve()) for p in extra}
     # A path followed by a name character is another path (/work vs /workspace).
     pattern = re.compile(
@@ -142,6 +142,7 @@ def find_local_paths(folder: Path, files: list[str], extra: tuple[str | Path, ..
 
 
 def _safetensors_header(path: Path) -> bytes:
-    with path.open("rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        return f.read(length)
+    """The text a safetensors file carries, where a machine path could hide: its metadata and tensor names."""
+    with safe_open(path, framework="pt") as weights:
+        metadata = weights.metadata() or {}
+        return "\n".join([*weights.keys(), *metadata.keys(), *metadata.values()]).encode()

@@ -202,3 +202,16 @@ def test_failed_export_leaves_the_destination_untouched(run_dir, tmp_path, monke
         export_run(run_dir, destination, overwrite=True)
     assert [p.name for p in destination.iterdir()] == ["keep.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_a_machine_path_in_safetensors_metadata_is_found_but_tensor_bytes_are_not_read(tmp_path):
+    from safetensors.torch import save_file
+
+    from model_cards.checkpoint import find_local_paths
+
+    secret = tmp_path / "private" / "run"
+    tensor = torch.frombuffer(bytearray(str(secret).encode()), dtype=torch.uint8)  # the path as raw tensor data
+    save_file({"weight": tensor}, tmp_path / "model.safetensors", metadata={"source": str(secret)})
+    assert find_local_paths(tmp_path, ["model.safetensors"], extra=(secret,)) == [("model.safetensors", str(secret))]
+    save_file({"weight": tensor}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    assert find_local_paths(tmp_path, ["model.safetensors"], extra=(secret,)) == []

@@ -2,9 +2,9 @@
 
 Everything is built from a run's real artefacts (the results contract of the training scripts):
 
-    python -m model_cards --run-dir runs/x                         # README.md + training_curves.png
-    python -m model_cards export --run-dir runs/x --to hub/x       # self-contained hub-ready folder
-    python -m model_cards export --run-dir runs/x --to hub/x --push-to-hub --hub-model-id org/name
+    python -m model_cards --run_dir runs/x                         # README.md + training_curves.png
+    python -m model_cards export --run_dir runs/x --to hub/x       # self-contained hub-ready folder
+    python -m model_cards export --run_dir runs/x --to hub/x --push_to_hub --hub_model_id org/name
 """
 
 from .card import build_model_card, write_model_card

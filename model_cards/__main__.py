@@ -1,15 +1,20 @@
 """Command line: regenerate a card, export a hub-ready folder, push one.
 
-python -m model_cards [card] --run-dir DIR [--output-dir DIR] [--hub-model-id ORG/NAME]
-python -m model_cards export --run-dir DIR --to DIR [--overwrite] [--max-shard-size 5GB]
-                             [--push-to-hub --hub-model-id ORG/NAME [--revision B] [--commit-message M] [--private]]
-python -m model_cards push --folder DIR --hub-model-id ORG/NAME [--revision B] [--commit-message M] [--private]
+python -m model_cards [card] --run_dir DIR [--output_dir DIR] [--hub_model_id ORG/NAME]
+python -m model_cards export --run_dir DIR --to DIR [--overwrite] [--max_shard_size 5GB]
+                             [--push_to_hub --hub_model_id ORG/NAME [--revision B] [--commit_message M] [--private]]
+python -m model_cards push --folder DIR --hub_model_id ORG/NAME [--revision B] [--commit_message M] [--private]
+
+The flags are the training scripts': `HfArgumentParser` over the argument dataclasses below (which imports
+transformers' argument parser only, not torch).
 """
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 
 from huggingface_hub.errors import HfHubHTTPError
+from transformers import HfArgumentParser
 
 from .card import write_model_card
 from .checkpoint import IncompleteCheckpointError
@@ -17,7 +22,6 @@ from .export import export_run
 from .hub import HubUnreachableError, push_to_hub
 from .run import IncompleteRunError
 
-COMMANDS = ("card", "export", "push")
 EXPECTED_ERRORS = (
     IncompleteRunError,
     IncompleteCheckpointError,
@@ -28,48 +32,77 @@ EXPECTED_ERRORS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass
+class CardArguments:
+    run_dir: str = field(metadata={"help": "The training run's output folder."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where to write the card; default: the run folder."})
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "The repo id the card's load snippet uses; default: the output folder."}
+    )
+
+
+@dataclass
+class ExportArguments:
+    run_dir: str = field(metadata={"help": "The training run's output folder."})
+    to: str = field(metadata={"help": "The hub-ready folder to create."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty destination."})
+    max_shard_size: str = field(default="5GB", metadata={"help": "Safetensors shard size, e.g. 2GB."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the exported folder (needs --hub_model_id)."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "org/name on the Hub, also in the card."})
+
+    def __post_init__(self):
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
+
+
+@dataclass
+class PushArguments:
+    folder: str = field(metadata={"help": "A hub-ready folder (made by `export`)."})
+    hub_model_id: str = field(metadata={"help": "org/name on the Hub."})
+
+
+@dataclass
+class CommitArguments:
+    """How a push commits, for `export --push_to_hub` and `push`."""
+
+    revision: str | None = field(
+        default=None, metadata={"help": "Branch to commit to; default: main (another is created if missing)."}
+    )
+    commit_message: str | None = field(default=None, metadata={"help": "The commit message."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+
+
+COMMANDS = {  # name: (its argument dataclasses, its help)
+    "card": ((CardArguments,), "write README.md and training_curves.png for a run (the default command)"),
+    "export": ((ExportArguments, CommitArguments), "write a self-contained hub-ready folder (and optionally push it)"),
+    "push": ((PushArguments, CommitArguments), "push a hub-ready folder to the Hub (HF_ENDPOINT, HF_TOKEN)"),
+}
+
+
+def parse_args(argv: list[str]) -> tuple[str, tuple]:
+    """The command and its argument dataclasses; without a command, `card` (`python -m model_cards --run_dir DIR`)."""
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["card", *argv]
     parser = argparse.ArgumentParser(prog="python -m model_cards", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    card = commands.add_parser("card", help="write README.md and training_curves.png for a run (the default)")
-    card.add_argument("--run-dir", required=True, help="the training run's output folder")
-    card.add_argument("--output-dir", help="where to write the card (default: the run folder)")
-    card.add_argument("--hub-model-id", help="repo id the card's load snippet uses (default: the output folder)")
-
-    export = commands.add_parser("export", help="write a self-contained hub-ready folder (and optionally push it)")
-    export.add_argument("--run-dir", required=True)
-    export.add_argument("--to", required=True, help="the folder to create")
-    export.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
-    export.add_argument("--max-shard-size", default="5GB", help="safetensors shard size, e.g. 2GB (default 5GB)")
-    export.add_argument("--push-to-hub", action="store_true", help="push the exported folder (needs --hub-model-id)")
-    _add_push_arguments(export, required=False)
-
-    push = commands.add_parser("push", help="push an exported folder to the Hub (HF_ENDPOINT, HF_TOKEN)")
-    push.add_argument("--folder", required=True)
-    _add_push_arguments(push, required=True)
-    return parser
-
-
-def _add_push_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--hub-model-id", required=required, help="org/name on the Hub")
-    parser.add_argument("--revision", help="branch to commit to (default: main; created if missing)")
-    parser.add_argument("--commit-message")
-    parser.add_argument("--private", action="store_true", help="create the repo private")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
+    for name, (dataclass_types, help) in COMMANDS.items():
+        commands.add_parser(name, dataclass_types=dataclass_types, help=help, description=help)
+    namespace = vars(parser.parse_args(argv))
+    command = namespace.pop("command")
+    try:
+        return command, commands.choices[command].parse_dict(namespace)
+    except ValueError as error:  # a dataclass refused the combination (__post_init__)
+        commands.choices[command].error(str(error))
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
-        argv = ["card", *argv]  # `python -m model_cards --run-dir DIR` writes a card
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "export" and args.push_to_hub and not args.hub_model_id:
-        parser.error("--push-to-hub needs --hub-model-id ORG/NAME")
+    command, arguments = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "card":
+        if command == "card":
+            (args,) = arguments
             print(write_model_card(args.run_dir, args.output_dir, repo_id=args.hub_model_id))
-        elif args.command == "export":
+        elif command == "export":
+            args, commit = arguments
             folder = export_run(
                 args.run_dir,
                 args.to,
@@ -79,23 +112,24 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(folder)
             if args.push_to_hub:
-                _push(folder, args)
+                _push(folder, args.hub_model_id, commit)
         else:
-            _push(args.folder, args)
+            args, commit = arguments
+            _push(args.folder, args.hub_model_id, commit)
     except EXPECTED_ERRORS as error:
         sys.exit(f"error: {error}")
 
 
-def _push(folder, args: argparse.Namespace) -> None:
+def _push(folder, repo_id: str, commit: CommitArguments) -> None:
     sha = push_to_hub(
         folder,
-        args.hub_model_id,
-        revision=args.revision,
-        commit_message=args.commit_message,
-        private=args.private or None,
+        repo_id,
+        revision=commit.revision,
+        commit_message=commit.commit_message,
+        private=commit.private or None,
     )
-    print(f"pushed {args.hub_model_id} at commit {sha}")
-    print(f'load: from_pretrained("{args.hub_model_id}", trust_remote_code=True, revision="{sha}")')
+    print(f"pushed {repo_id} at commit {sha}")
+    print(f'load: from_pretrained("{repo_id}", trust_remote_code=True, revision="{sha}")')
 
 
 if __name__ == "__main__":

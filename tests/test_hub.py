@@ -66,8 +66,8 @@ def hub_env(hub: HubServer, hf_home: Path) -> dict[str, str]:
 
 def test_pushed_export_loads_by_commit_with_the_cards_own_snippet_without_the_package(run_dir, hub, tmp_path):
     push = subprocess.run(
-        [sys.executable, "-m", "model_cards", "export", "--run-dir", str(run_dir), "--to", str(tmp_path / "tiny")]
-        + ["--push-to-hub", "--hub-model-id", "org/tiny", "--commit-message", "First release"],
+        [sys.executable, "-m", "model_cards", "export", "--run_dir", str(run_dir), "--to", str(tmp_path / "tiny")]
+        + ["--push_to_hub", "--hub_model_id", "org/tiny", "--commit_message", "First release"],
         cwd=REPO_ROOT,
         env=hub_env(hub, tmp_path / "hf-push"),
         capture_output=True,

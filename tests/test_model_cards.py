@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import model_cards.export
 from model_cards import IncompleteRunError, export_run, load_run, write_model_card
-from model_cards.card import card_data
+from model_cards.__main__ import CardArguments, CommitArguments, ExportArguments, parse_args
+from model_cards.card import TEMPLATE_PATH, card_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_FILES = {
@@ -47,6 +49,13 @@ def card_path(run_dir, tmp_path_factory) -> Path:
 
 def run_info(run_dir: Path) -> dict:
     return json.loads((run_dir / "run_info.json").read_text())
+
+
+def copy_of(run_dir: Path, tmp_path: Path, **run_info_changes) -> Path:
+    """The run, copied without its Trainer checkpoints, with `run_info_changes` written into its run_info.json."""
+    copy = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    (copy / "run_info.json").write_text(json.dumps({**run_info(copy), **run_info_changes}))
+    return copy
 
 
 def test_card_front_matter_parses_and_round_trips_eval_results(run_dir, card_path):
@@ -93,6 +102,95 @@ def test_card_reports_the_run_artefacts(run_dir, card_path):
     )
 
 
+def test_card_describes_the_base_model_labels_and_training_data_from_run_info(run_dir, card_path):
+    text = card_path.read_text()
+    info = run_info(run_dir)
+    dataset = info["dataset"]
+
+    assert f"for text classification, fine-tuned from `{info['base_model']}` on {dataset['name']}." in text
+    assert f"| Base model | `{info['base_model']}` (a local checkpoint, not a Hub model) |" in text
+    assert "| Labels | " + ", ".join(f"`{label}`" for label in dataset["labels"]) + " |" in text
+    assert f"- Dataset: **{dataset['name']}** ({dataset['source']})\n- License: {dataset['license']}\n" in text
+    assert "- Files: " + ", ".join(f"`{name}`" for name in dataset["files"]) + "\n" in text
+    assert (
+        "| Split | Examples |\n|---|---|\n" + "".join(f"| {s} | {n:,} |\n" for s, n in dataset["split_sizes"].items())
+        in text
+    )
+    assert (
+        f"- Trained on one dataset ({dataset['name']}, {dataset['split_sizes']['train']} training examples) "
+        "and evaluated only on its `test` split" in text
+    )
+    assert "- Inputs are limited to 64 positions (rotary (RoPE))." in text
+
+
+def test_card_compares_the_model_with_the_strongest_baseline_on_each_metric(run_dir, tmp_path):
+    run = copy_of(
+        run_dir,
+        tmp_path,
+        metrics={"loss": 0.5, "accuracy": 0.9, "f1_macro": 0.4, "num_rows": 23},
+        baselines={
+            "majority_class": {"loss": 0.7, "accuracy": 0.5, "f1_macro": 0.3333},
+            "tfidf_logreg": {"loss": 0.45, "accuracy": 0.8, "f1_macro": 0.6},
+        },
+    )
+    text = write_model_card(run, tmp_path / "card").read_text()
+    evaluation = text.split("## Evaluation")[1].split("\n## ")[0]
+    limitations = text.split("## Limitations")[1].split("\n## ")[0]
+
+    assert (
+        "Results on the `test` split of cats-and-dogs (23 examples); the baselines were measured on the same split."
+        in evaluation
+    )
+    assert (
+        "| Model | Loss | Accuracy | F1 (macro) |\n"
+        "|---|---|---|---|\n"
+        "| **this model** | **0.5000** | **0.9000** | **0.4000** |\n"
+        "| Majority class | 0.7000 | 0.5000 | 0.3333 |\n"
+        "| TF-IDF + logistic regression | 0.4500 | 0.8000 | 0.6000 |\n"
+    ) in evaluation
+    # Lower is better for a loss: the strongest baseline on it is the one with the smallest.
+    assert (
+        "- Loss: 0.5000, worse than the strongest baseline (TF-IDF + logistic regression, 0.4500; difference +0.0500)."
+        in evaluation
+    )
+    assert (
+        "- Accuracy: 0.9000, better than the strongest baseline (TF-IDF + logistic regression, 0.8000; difference +0.1000)."
+        in evaluation
+    )
+    assert (
+        "- F1 (macro): 0.4000, worse than the strongest baseline (TF-IDF + logistic regression, 0.6000; difference -0.2000)."
+        in evaluation
+    )
+    assert "- On Loss it does not beat the TF-IDF + logistic regression baseline (0.5000 against 0.4500)" in limitations
+    assert (
+        "- On F1 (macro) it does not beat the TF-IDF + logistic regression baseline (0.4000 against 0.6000): prefer the baseline where that metric matters."
+        in limitations
+    )
+    assert "On Accuracy" not in limitations
+
+
+def test_a_run_without_baselines_or_logged_curves_says_so(run_dir, tmp_path):
+    run = copy_of(run_dir, tmp_path, baselines={})
+    state = json.loads((run / "trainer_state.json").read_text())
+    state["log_history"] = []
+    (run / "trainer_state.json").write_text(json.dumps(state))
+
+    card = write_model_card(run, tmp_path / "card")
+    text = card.read_text()
+    assert "Results on the `test` split of cats-and-dogs (23 examples).\n" in text
+    assert "| **this model** |" in text and "| Majority class |" not in text
+    assert "No baselines were recorded for this run, so these numbers have no reference point." in text
+    assert "No training curve: `trainer_state.json` logged no loss or evaluation metric." in text
+    assert [p.name for p in card.parent.iterdir()] == ["README.md"]
+
+
+def test_the_card_template_ships_with_the_package():
+    tomllib = pytest.importorskip("tomllib")
+    package_data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    template = TEMPLATE_PATH.relative_to(REPO_ROOT / "model_cards").as_posix()
+    assert any(fnmatch(template, pattern) for pattern in package_data["model_cards"])
+
+
 def test_card_states_the_code_version_the_checkpoint_runs_and_how_to_refresh_it(run_dir, card_path, tmp_path):
     code_version = json.loads((run_dir / "config.json").read_text())["code_version"]
     how_to_use = card_path.read_text().split("## How to use")[1]
@@ -122,10 +220,7 @@ def test_a_local_base_model_never_becomes_hub_metadata_even_after_the_run_moves(
 
 
 def test_card_without_results_is_refused(run_dir, tmp_path):
-    broken = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
-    info = run_info(broken)
-    info["metrics"] = {}
-    (broken / "run_info.json").write_text(json.dumps(info))
+    broken = copy_of(run_dir, tmp_path, metrics={})
 
     with pytest.raises(IncompleteRunError, match="no test metrics"):
         write_model_card(broken, tmp_path / "card")
@@ -133,11 +228,13 @@ def test_card_without_results_is_refused(run_dir, tmp_path):
 
 
 def test_results_are_reported_on_the_split_they_were_measured_on(run_dir, tmp_path):
-    run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
-    info = run_info(run)
-    info["evaluated_split"] = "validation"  # what the training scripts write when a dataset has no test split
-    info["metrics"]["num_rows"] = info["dataset"]["split_sizes"]["validation"]  # and the rows it then scores
-    (run / "run_info.json").write_text(json.dumps(info))
+    info = run_info(run_dir)
+    run = copy_of(
+        run_dir,
+        tmp_path,
+        evaluated_split="validation",  # what the training scripts write when a dataset has no test split
+        metrics={**info["metrics"], "num_rows": info["dataset"]["split_sizes"]["validation"]},  # the rows it scores
+    )
 
     card = write_model_card(run, tmp_path / "card")
     assert ModelCard.load(card).data.eval_results[0].dataset_split == "validation"
@@ -146,7 +243,7 @@ def test_results_are_reported_on_the_split_they_were_measured_on(run_dir, tmp_pa
 
 def test_cli_regenerates_the_card_for_a_run(run_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "model_cards", "--run-dir", str(run_dir), "--output-dir", str(tmp_path)],
+        [sys.executable, "-m", "model_cards", "--run_dir", str(run_dir), "--output_dir", str(tmp_path)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -154,6 +251,38 @@ def test_cli_regenerates_the_card_for_a_run(run_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "training_curves.png"]
     assert f'repo_id = "./{tmp_path.name}"' in (tmp_path / "README.md").read_text()
+
+
+def test_cli_takes_the_training_scripts_underscore_flags():
+    assert parse_args(["--run_dir", "runs/x"]) == ("card", (CardArguments(run_dir="runs/x"),))
+    command, arguments = parse_args(
+        ["export", "--run_dir", "runs/x", "--to", "hub/x", "--max_shard_size", "2GB"]
+        + ["--push_to_hub", "--hub_model_id", "org/name", "--commit_message", "First release", "--private"]
+    )
+    assert command == "export"
+    assert arguments == (
+        ExportArguments(run_dir="runs/x", to="hub/x", max_shard_size="2GB", push_to_hub=True, hub_model_id="org/name"),
+        CommitArguments(commit_message="First release", private=True),
+    )
+
+
+def test_cli_refuses_push_to_hub_without_a_hub_model_id(capsys):
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["export", "--run_dir", "runs/x", "--to", "hub/x", "--push_to_hub"])
+    assert refused.value.code == 2
+    assert "--push_to_hub needs --hub_model_id ORG/NAME" in capsys.readouterr().err
+
+
+def test_parsing_the_command_line_does_not_import_torch():
+    script = (
+        "import sys\n"
+        "from model_cards.__main__ import parse_args\n"
+        "parse_args(['push', '--folder', 'hub/x', '--hub_model_id', 'org/name'])\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'torch'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_export_writes_exactly_the_hub_files_without_local_paths(run_dir, tmp_path):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from training.run_record import InvalidRunRecord, RunRecord
 from training.tasks import TASKS, Task
 
-DEFAULT_EVAL_SPLIT = "test"  # where run_info "metrics" and "baselines" were measured, unless "evaluated_split" says
 # Bookkeeping that Trainer and the training scripts mix into metric dicts; none of it is a result.
 NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "total_flos", "num_rows")
 SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -28,11 +28,16 @@ class IncompleteRunError(ValueError):
 @dataclass(frozen=True)
 class Run:
     directory: Path
-    info: dict  # run_info.json
+    record: RunRecord  # run_info.json, validated
     config: dict  # config.json
     trainer_state: dict  # trainer_state.json
     num_parameters: int  # counted in the safetensors headers: what is actually shipped
     weight_dtypes: tuple[str, ...]
+
+    @property
+    def info(self) -> dict:
+        """run_info.json as JSON: optional fields the run did not record are absent."""
+        return self.record.to_dict()
 
     @property
     def task(self) -> str:
@@ -57,7 +62,7 @@ class Run:
 
     @property
     def eval_split(self) -> str:
-        return self.info.get("evaluated_split") or DEFAULT_EVAL_SPLIT
+        return self.record.evaluated_split
 
     @property
     def eval_examples(self) -> int | None:
@@ -84,15 +89,16 @@ def load_run(run_dir: str | Path) -> Run:
     if not directory.is_dir():
         raise IncompleteRunError(f"Run folder {directory} does not exist.")
     problems: list[str] = []
-    info = _read_json(directory / "run_info.json", problems, "written by the training script at the end of a run")
+    try:
+        record = RunRecord.read(directory)
+    except InvalidRunRecord as error:
+        problems.append(str(error))
     config = _read_json(directory / "config.json", problems, "written by trainer.save_model()")
     trainer_state = _read_json(directory / "trainer_state.json", problems, "written by trainer.save_state()")
-    if info is not None:
-        problems += _run_info_problems(info)
     num_parameters, dtypes = _count_parameters(directory, problems)
     if problems:
         raise IncompleteRunError(f"Cannot build a model card from {directory}:\n- " + "\n- ".join(problems))
-    return Run(directory, info, config, trainer_state, num_parameters, dtypes)
+    return Run(directory, record, config, trainer_state, num_parameters, dtypes)
 
 
 def _read_json(path: Path, problems: list[str], origin: str) -> dict | None:
@@ -104,23 +110,6 @@ def _read_json(path: Path, problems: list[str], origin: str) -> dict | None:
     except json.JSONDecodeError as error:
         problems.append(f"{path.name} is not valid JSON: {error}.")
         return None
-
-
-def _run_info_problems(info: dict) -> list[str]:
-    problems = []
-    if info.get("task") not in TASKS:
-        problems.append(f"run_info.json 'task' is {info.get('task')!r}; expected one of {', '.join(TASKS)}.")
-    if not isinstance(info.get("preset"), str):
-        problems.append("run_info.json 'preset' (the architecture preset name) is missing.")
-    dataset = info.get("dataset")
-    if not isinstance(dataset, dict) or not dataset.get("name") or not dataset.get("license"):
-        problems.append("run_info.json 'dataset' needs at least a 'name' and a 'license'.")
-    if not result_metrics(info.get("metrics") or {}):
-        problems.append(
-            "run_info.json has no test metrics ('metrics' is empty): a model card without evaluation results "
-            "is refused. Evaluate the model on the test split and record the numbers first."
-        )
-    return problems
 
 
 def _count_parameters(directory: Path, problems: list[str]) -> tuple[int, tuple[str, ...]]:

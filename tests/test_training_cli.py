@@ -19,14 +19,13 @@ from training_helpers import (
 )
 from transformers import TrainingArguments
 
-from training import demo, evaluate_model, finetune, pretrain, train_tokenizer
-from training.cli import parse_args
-from training.loading import DataError
+from training import demo, finetune, pretrain, train_tokenizer
+from training.common import DataError, parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", [train_tokenizer, pretrain, finetune, evaluate_model, demo])
+@pytest.mark.parametrize("script", [train_tokenizer, pretrain, finetune, demo])
 def test_every_script_explains_its_flags(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
         script.main(["--help"])
@@ -82,7 +81,8 @@ def pretrain_argv(workspace, tmp_path, *extra) -> list[str]:
     return [
         "--tokenizer_name_or_path", workspace["tokenizer"], "--preset", "llama", "--config_overrides", TINY_MODEL,
         "--train_files", workspace["text"]["train"], "--validation_files", workspace["text"]["validation"],
-        "--block_size", "16", "--output_dir", str(tmp_path / "out"), "--max_steps", "1", *FAST, *extra,
+        "--block_size", "16", "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--do_train", "--do_eval",
+        *FAST, *extra,
     ]  # fmt: skip
 
 
@@ -149,7 +149,7 @@ def finetune_argv(workspace, tmp_path, *extra) -> list[str]:
     data = workspace["classification"]
     return [
         "--model_name_or_path", workspace["checkpoint"], "--train_files", data["train"],
-        "--validation_files", data["validation"], "--output_dir", str(tmp_path / "out"), *FAST, *extra,
+        "--validation_files", data["validation"], "--output_dir", str(tmp_path / "out"), "--do_train", *FAST, *extra,
     ]  # fmt: skip
 
 
@@ -166,7 +166,25 @@ def test_a_folder_without_config_is_not_a_model(workspace, tmp_path):
     with pytest.raises(DataError, match=r"is not a model folder \(no config.json\)"):
         finetune.main(argv)
     with pytest.raises(DataError, match=r"is not a model folder \(no config.json\)"):
-        evaluate_model.main(["--model_name_or_path", str(tmp_path), "--files", workspace["classification"]["test"]])
+        pretrain.main(["--model_name_or_path", str(tmp_path), "--test_files", workspace["text"]["validation"]])
+
+
+def test_a_run_without_do_flags_is_told_what_to_pass(workspace, tmp_path):
+    argv = [flag for flag in pretrain_argv(workspace, tmp_path) if flag not in ("--do_train", "--do_eval")]
+    with pytest.raises(DataError, match=r"Nothing to do: pass --do_train, --do_eval and/or --do_predict"):
+        pretrain.main(argv)
+
+
+def test_test_files_without_do_predict_are_refused(workspace, tmp_path):
+    argv = finetune_argv(workspace, tmp_path, "--test_files", workspace["classification"]["test"])
+    with pytest.raises(DataError, match=r"--test_files are scored only with --do_predict"):
+        finetune.main(argv)
+
+
+def test_scoring_a_model_without_a_fine_tuned_head_asks_for_do_train(workspace, tmp_path):
+    argv = ["--model_name_or_path", workspace["checkpoint"], "--test_files", workspace["classification"]["test"]]
+    with pytest.raises(DataError, match=r"CustomTransformerForCausalLM has no text-classification head.*--do_train"):
+        finetune.main([*argv, "--do_predict", "--output_dir", str(tmp_path), *FAST])
 
 
 def test_a_missing_label_column_names_the_flag(workspace, tmp_path):
@@ -179,7 +197,7 @@ def test_test_labels_unseen_in_training_are_named(workspace, tmp_path):
         tmp_path / "test.jsonl", [{"text": "A bird.", "label": "bird"}, {"text": "A cat.", "label": "cat"}]
     )
     with pytest.raises(DataError, match=r"The test split has label\(s\) \['bird'\] that the train split"):
-        finetune.main(finetune_argv(workspace, tmp_path, "--test_files", test))
+        finetune.main(finetune_argv(workspace, tmp_path, "--test_files", test, "--do_predict"))
 
 
 def test_a_single_label_cannot_train_a_classifier(workspace, tmp_path):

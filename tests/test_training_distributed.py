@@ -66,7 +66,8 @@ def test_torchrun_fine_tuning_matches_one_process_and_counts_evaluation_rows_onc
             "--validation_files", data["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "2",
             "--learning_rate", "3e-3", "--per_device_train_batch_size", str(per_device_batch),
             "--per_device_eval_batch_size", "1", "--baselines", "false", "--save_strategy", "no",
-            "--load_best_model_at_end", "false", "--early_stopping_patience", "0", "--logging_steps", "1", *FAST,
+            "--load_best_model_at_end", "false", "--early_stopping_patience", "0", "--logging_steps", "1",
+            "--do_train", *FAST,
         ]  # fmt: skip
 
     finetune.main(argv(tmp_path / "one", per_device_batch=16))
@@ -81,7 +82,7 @@ def test_torchrun_fine_tuning_matches_one_process_and_counts_evaluation_rows_onc
     assert two["eval_f1_macro"] == one["eval_f1_macro"]
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
     assert_same_weights(tmp_path / "one", tmp_path / "two")
-    assert read_json(tmp_path / "two" / "run_info.json")["hyperparameters"]["world_size"] == 2
+    assert read_json(tmp_path / "two" / "run_info.json")["hyperparameters"]["num_devices"] == 2
 
 
 def test_accelerate_launch_pretraining_matches_one_process(workspace, tmp_path):
@@ -93,7 +94,7 @@ def test_accelerate_launch_pretraining_matches_one_process(workspace, tmp_path):
             "--train_files", text["train"], "--validation_files", text["validation"], "--block_size", "16",
             "--output_dir", str(output_dir), "--max_steps", "4", "--per_device_train_batch_size", str(per_device_batch),
             "--per_device_eval_batch_size", "1", "--learning_rate", "3e-3", "--save_strategy", "no",
-            "--logging_steps", "1", *FAST,
+            "--logging_steps", "1", "--do_train", "--do_eval", *FAST,
         ]  # fmt: skip
 
     # Evaluation batches of one block: the padding duplicate of an uneven split is a batch of its own and is
@@ -106,4 +107,4 @@ def test_accelerate_launch_pretraining_matches_one_process(workspace, tmp_path):
     assert two["eval_samples"] == one["eval_samples"]
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
     assert_same_weights(tmp_path / "one", tmp_path / "two")
-    assert read_json(tmp_path / "two" / "run_info.json")["hyperparameters"]["world_size"] == 2
+    assert read_json(tmp_path / "two" / "run_info.json")["hyperparameters"]["num_devices"] == 2

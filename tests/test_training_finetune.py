@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from datasets import DatasetDict, load_dataset
+from datasets import ClassLabel, DatasetDict, List, load_dataset
 from training_helpers import (
     FAST,
     make_workspace,
@@ -14,8 +14,7 @@ from training_helpers import (
 )
 from transformers import AutoConfig, AutoTokenizer, TrainingArguments
 
-from training import evaluate_model, finetune
-from training.preprocessing import tokenize_for_token_classification
+from training import finetune
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +34,7 @@ def classifier(workspace, tmp_path_factory) -> Path:
             "--model_name_or_path", workspace["checkpoint"], "--train_files", data["train"],
             "--validation_files", data["validation"], "--test_files", data["test"], "--output_dir", str(out),
             "--num_train_epochs", "2", "--learning_rate", "3e-3", "--per_device_train_batch_size", "16",
-            "--dataset_name", "cats-and-dogs", "--dataset_license", "CC0-1.0", *FAST,
+            "--dataset_name", "cats-and-dogs", "--dataset_license", "CC0-1.0", "--do_train", "--do_predict", *FAST,
         ]
     )  # fmt: skip
     return out
@@ -69,7 +68,8 @@ def test_the_run_leaves_trainer_files_and_a_run_info_with_test_metrics_and_basel
     assert all(not Path(f).is_absolute() for f in run_info["dataset"]["files"])
     assert isinstance(run_info["wall_time_seconds"], float)
     assert run_info["hardware"]
-    assert run_info["hyperparameters"]["num_train_epochs"] == 2
+    assert run_info["hyperparameters"]["num_epochs"] == 2  # transformers' own summary of the Trainer's arguments
+    assert run_info["hyperparameters"]["model"]["hidden_size"] == 32
 
 
 def test_the_best_checkpoint_by_macro_f1_is_the_model_that_is_saved(classifier):
@@ -88,7 +88,7 @@ def test_early_stopping_ends_training_when_validation_stops_improving(workspace,
             "--model_name_or_path", workspace["checkpoint"], "--train_files", data["train"],
             "--validation_files", data["validation"], "--output_dir", str(tmp_path), "--num_train_epochs", "10",
             "--learning_rate", "0", "--per_device_train_batch_size", "32", "--early_stopping_patience", "1",
-            "--baselines", "false", *FAST,
+            "--baselines", "false", "--do_train", *FAST,
         ]
     )  # fmt: skip
     state = read_json(tmp_path / "trainer_state.json")
@@ -97,15 +97,16 @@ def test_early_stopping_ends_training_when_validation_stops_improving(workspace,
     assert read_json(tmp_path / "run_info.json")["evaluated_split"] == "validation"
 
 
-def test_evaluate_model_reproduces_the_test_metrics_of_fine_tuning(classifier, workspace, tmp_path):
-    metrics = evaluate_model.main(
-        ["--model_name_or_path", str(classifier), "--split", "test", "--files", workspace["classification"]["test"]]
-        + ["--output_dir", str(tmp_path), *FAST]
+def test_do_predict_alone_reproduces_the_test_metrics_of_fine_tuning(classifier, workspace, tmp_path):
+    test_files = ["--test_files", workspace["classification"]["test"]]
+    metrics = finetune.main(
+        ["--model_name_or_path", str(classifier), *test_files, "--do_predict"] + ["--output_dir", str(tmp_path), *FAST]
     )
     expected = read_json(classifier / "test_results.json")
     assert metrics["test_accuracy"] == expected["test_accuracy"]
     assert metrics["test_f1_macro"] == expected["test_f1_macro"]
     assert read_json(tmp_path / "test_results.json")["test_num_rows"] == 23
+    assert not (tmp_path / "run_info.json").exists()  # scoring is not a training run
 
 
 def test_the_fine_tuned_classifier_loads_without_the_package(classifier, workspace, tmp_path):
@@ -125,15 +126,20 @@ def test_the_fine_tuned_classifier_loads_without_the_package(classifier, workspa
 
 def test_token_classification_labels_the_first_piece_of_each_word(workspace):
     tokenizer = AutoTokenizer.from_pretrained(workspace["checkpoint"])
-    splits = DatasetDict({"train": load_dataset("json", data_files=workspace["tokens"]["train"], split="train")})
-    label2id = {"ANIMAL": 0, "COLOUR": 1, "O": 2}
-    encoded = tokenize_for_token_classification(
-        splits, tokenizer, "tokens", "tags", label2id, 64, TrainingArguments(output_dir="unused", use_cpu=True)
+    tags = ClassLabel(names=["ANIMAL", "COLOUR", "O"])
+    train = load_dataset("json", data_files=workspace["tokens"]["train"], split="train")
+    splits = DatasetDict({"train": train.cast_column("tags", List(tags))})
+    encoded = finetune.tokenize_for_token_classification(
+        splits, tokenizer, "tokens", "tags", 64, TrainingArguments(output_dir="unused", use_cpu=True)
     )
-    for raw, row in zip(splits["train"], encoded["train"]):
+    for raw, row in zip(train, encoded["train"]):
         scored = [label for label in row["labels"] if label != -100]
-        assert scored == [label2id[tag] for tag in raw["tags"]]  # one label per word, in order
+        assert scored == [tags.str2int(tag) for tag in raw["tags"]]  # one label per word, in order
         assert row["labels"][0] == -100  # <s>
+        pieces = tokenizer.convert_ids_to_tokens(
+            [i for i, label in zip(row["input_ids"], row["labels"]) if label != -100]
+        )
+        assert all(word.startswith(piece.lstrip("Ġ")) for word, piece in zip(raw["tokens"], pieces))  # first pieces
 
 
 def test_token_classification_fine_tunes_end_to_end(workspace, tmp_path):
@@ -142,7 +148,7 @@ def test_token_classification_fine_tunes_end_to_end(workspace, tmp_path):
         [
             "--model_name_or_path", workspace["checkpoint"], "--task", "token-classification",
             "--train_files", data["train"], "--validation_files", data["validation"], "--output_dir", str(tmp_path),
-            "--num_train_epochs", "1", "--learning_rate", "3e-3", *FAST,
+            "--num_train_epochs", "1", "--learning_rate", "3e-3", "--do_train", *FAST,
         ]
     )  # fmt: skip
     config = AutoConfig.from_pretrained(tmp_path, trust_remote_code=True)

@@ -5,7 +5,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,10 @@ from safetensors.torch import load_file
 from training_helpers import FAST, TINY_MODEL, read_json, write_text_corpus
 from transformers import AutoTokenizer
 
-from training import evaluate_model, pretrain, train_tokenizer
-from training.cli import newest_complete_checkpoint
+from training import pretrain, train_tokenizer
+from training.common import newest_complete_checkpoint
 
+KILLED_AT_STEP = Path(__file__).parent / "helpers" / "pretrain_killed_at_step.py"
 REMOTE_CODE = ("configuration_custom_transformer.py", "modeling_custom_transformer.py", "transformers_compat.py")
 
 
@@ -37,7 +37,7 @@ def pretrain_argv(corpus, tokenizer_dir, output_dir, *extra) -> list[str]:
         "--tokenizer_name_or_path", tokenizer_dir, "--config_overrides", TINY_MODEL,
         "--train_files", corpus["train"], "--validation_files", corpus["validation"], "--block_size", "16",
         "--output_dir", str(output_dir), "--per_device_train_batch_size", "4", "--learning_rate", "3e-3",
-        "--logging_steps", "2", *FAST, *extra,
+        "--logging_steps", "2", "--do_train", "--do_eval", *FAST, *extra,
     ]  # fmt: skip
 
 
@@ -73,6 +73,8 @@ def test_causal_pretraining_writes_a_checkpoint_with_its_code_and_the_results_co
         validation_files: [{corpus["validation"]}]
         block_size: 16
         output_dir: {tmp_path / "lm"}
+        do_train: true
+        do_eval: true
         max_steps: 4
         per_device_train_batch_size: 4
         learning_rate: 0.003
@@ -94,11 +96,12 @@ def test_causal_pretraining_writes_a_checkpoint_with_its_code_and_the_results_co
         2,
         4,
     ]
-    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
+    assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
 
     run_info = read_json(out / "run_info.json")
-    assert (run_info["task"], run_info["preset"], run_info["base_model"]) == ("text-generation", "llama", None)
-    assert run_info["metrics"]["perplexity"] == pytest.approx(metrics["perplexity"])
+    assert (run_info["task"], run_info["preset"]) == ("text-generation", "llama")
+    assert "base_model" not in run_info  # trained from scratch
+    assert run_info["metrics"]["perplexity"] == pytest.approx(metrics["eval_perplexity"])
     assert run_info["baselines"]["unigram"]["perplexity"] > 1
     assert run_info["dataset"]["split_sizes"] == {"train": 240, "validation": 40}
     assert all(not Path(f).is_absolute() for f in run_info["dataset"]["files"])
@@ -134,28 +137,27 @@ def test_resuming_from_a_checkpoint_ends_with_the_same_weights_as_an_uninterrupt
     assert read_json(tmp_path / "resumed" / "trainer_state.json")["global_step"] == 6
 
 
-def test_evaluate_model_scores_a_language_model_checkpoint(corpus, tokenizer_dir, tmp_path):
+def test_do_predict_alone_scores_a_saved_language_model(corpus, tokenizer_dir, tmp_path):
     pretrain.main(pretrain_argv(corpus, tokenizer_dir, tmp_path / "lm", "--preset", "llama", "--max_steps", "2"))
-    metrics = evaluate_model.main(
-        ["--model_name_or_path", str(tmp_path / "lm"), "--split", "heldout", "--files", corpus["validation"]]
+    metrics = pretrain.main(
+        ["--model_name_or_path", str(tmp_path / "lm"), "--test_files", corpus["validation"], "--do_predict"]
         + ["--block_size", "16", "--output_dir", str(tmp_path / "scores"), *FAST]
     )
-    saved = read_json(tmp_path / "scores" / "heldout_results.json")
-    assert saved["heldout_perplexity"] == pytest.approx(math.exp(saved["heldout_loss"]))
+    saved = read_json(tmp_path / "scores" / "test_results.json")
+    assert saved["test_perplexity"] == pytest.approx(math.exp(saved["test_loss"]))
     # The same blocks as pre-training's own evaluation, so the same loss.
-    assert metrics["heldout_loss"] == pytest.approx(read_json(tmp_path / "lm" / "eval_results.json")["eval_loss"])
+    assert metrics["test_loss"] == pytest.approx(read_json(tmp_path / "lm" / "eval_results.json")["eval_loss"])
+    assert not (tmp_path / "scores" / "model.safetensors").exists()  # nothing trained, nothing saved
 
 
 def test_a_run_killed_mid_training_resumes_to_the_same_weights_as_an_uninterrupted_run(corpus, tokenizer_dir, tmp_path):
-    argv = ["--preset", "llama", "--max_steps", "48", "--save_steps", "4"]
+    argv = ["--preset", "llama", "--max_steps", "16", "--save_steps", "4"]
     killed_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "training.pretrain", *pretrain_argv(corpus, tokenizer_dir, killed_dir, *argv)]
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_checkpoint = killed_dir / "checkpoint-8" / "trainer_state.json"
-    while not first_checkpoint.exists() and run.poll() is None:
-        time.sleep(0.01)
-    run.send_signal(signal.SIGKILL)  # no chance to clean up: maybe in the middle of writing a checkpoint
-    assert run.wait() == -signal.SIGKILL, "the run finished before it could be killed: make it longer"
+    # SIGKILL right after step 10: checkpoint-8 is complete, checkpoint-12 never started, no cleanup ran.
+    command = [sys.executable, str(KILLED_AT_STEP), "10", *pretrain_argv(corpus, tokenizer_dir, killed_dir, *argv)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+    assert newest_complete_checkpoint(str(killed_dir)) == str(killed_dir / "checkpoint-8")
     assert not (killed_dir / "model.safetensors").exists()
 
     metrics = pretrain.main(pretrain_argv(corpus, tokenizer_dir, killed_dir, *argv, "--resume_from_checkpoint", "last"))

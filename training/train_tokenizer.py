@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .cli import parse_args, run_main
-from .loading import DataError, load_splits, require_columns, require_rows
+from .common import DataError, load_splits, parse_args, require_columns, require_rows, run_main
 
 logger = logging.getLogger("training")
 
@@ -81,11 +80,11 @@ def build_tokenizer(texts, vocab_size: int, min_frequency: int, model_max_length
     return fast
 
 
-def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
+def main(argv: list[str] | dict | None = None) -> PreTrainedTokenizerFast:
     (args,) = parse_args((TokenizerArguments,), argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     splits = load_splits({"train": args.train_files}, args.dataset_dir)
-    require_rows(splits, ["train"])
+    require_rows(splits)
     require_columns(splits, {args.text_column: "--text_column"})
     if args.vocab_size <= len(SPECIAL_TOKENS) + 256:
         raise DataError(f"--vocab_size {args.vocab_size} leaves no room for merges: use more than 261 (256 bytes).")

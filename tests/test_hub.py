@@ -29,10 +29,9 @@ from model_cards import HubUnreachableError, IncompleteCheckpointError, export_r
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["good film", "the plot was very bad not good", "a story"]
 PULL = """
-import json, re, sys
+import json, re, runpy, sys
 
-sys.path.insert(0, HELPERS)
-import without_package  # the checkpoint must bring its own code
+runpy.run_path(BLOCKER)  # `import custom_transformer` fails: the checkpoint must bring its own code
 import torch
 from huggingface_hub import hf_hub_download
 
@@ -46,7 +45,7 @@ model, tokenizer = namespace["model"], namespace["tokenizer"]
 with torch.no_grad():
     logits = model.eval()(**tokenizer(texts, return_tensors="pt", padding=True)).logits
 print(json.dumps({"module": type(model).__module__, "logits": logits.tolist()}))
-""".replace("HELPERS", repr(str(REPO_ROOT / "tests" / "helpers")))
+""".replace("BLOCKER", repr(str(REPO_ROOT / "training" / "without_package.py")))
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ lint: install
 
 # The checkpoint contract under the newest patch of every transformers 5.x minor (release sites, ~220 MB each)
 compat: install
-	$(PY) tests/compat_matrix.py
+	$(PY) tests/helpers/compat_matrix.py
 
 # Re-pin to the newest releases on the index: a fresh venv, the whole suite on it, and only then a new lock.
 lock:

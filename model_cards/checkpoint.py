@@ -143,6 +143,6 @@ def find_local_paths(folder: Path, files: list[str], extra: tuple[str | Path, ..
 
 def _safetensors_header(path: Path) -> bytes:
     """The text a safetensors file carries, where a machine path could hide: its metadata and tensor names."""
-    with safe_open(path, framework="pt") as weights:
+    with safe_open(path, framework="numpy") as weights:
         metadata = weights.metadata() or {}
         return "\n".join([*weights.keys(), *metadata.keys(), *metadata.values()]).encode()

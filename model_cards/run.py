@@ -125,7 +125,7 @@ def _count_parameters(directory: Path, problems: list[str]) -> tuple[int, tuple[
         return 0, ()
     total, dtypes = 0, set()
     for name in files:
-        with safe_open(directory / name, framework="pt") as weights:
+        with safe_open(directory / name, framework="numpy") as weights:
             for key in weights.keys():
                 tensor = weights.get_slice(key)
                 total += math.prod(tensor.get_shape())

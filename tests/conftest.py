@@ -1,4 +1,7 @@
-"""Shared set-up: offline, a private Hugging Face cache, tiny configs and models of every preset, and their inputs."""
+"""Fixtures and session set-up: offline, a private Hugging Face cache, the presets as parameters, the loopback Hub.
+
+The helpers the tests import (tiny configs, data, runners) live in the `helpers` package next to this file.
+"""
 
 import os
 import tempfile
@@ -10,91 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ct-hf-home-")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
-from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel  # noqa: E402
-
-from custom_transformer import CustomTransformerConfig  # noqa: E402
-from custom_transformer.modeling_custom_transformer import AUTO_CLASSES, auto_map  # noqa: E402
-
-PRESET_NAMES = ("llama", "gpt2", "bert", "vaswani")
-DECODER_PRESETS = ("llama", "gpt2")
-ENCODER_PRESETS = ("bert", "vaswani")
-
-TINY = {
-    "vocab_size": 99,
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "intermediate_size": 37,
-    "max_position_embeddings": 64,
-    "hidden_dropout": 0.0,
-    "attention_dropout": 0.0,
-    "pad_token_id": 0,
-    "bos_token_id": 1,
-    "eos_token_id": 2,
-}
-
-
-def tiny_config(preset: str = "llama", **overrides) -> CustomTransformerConfig:
-    """A 2-layer, hidden-32 config of a preset (GQA with 2 KV heads), for fast tests."""
-    return CustomTransformerConfig.from_preset(preset, **{**TINY, **overrides})
-
-
-def heads_for(preset: str) -> dict[str, type[PreTrainedModel]]:
-    """Auto class name -> head, for the heads of `AUTO_CLASSES` that a preset's checkpoints name in their auto_map."""
-    applicable = auto_map(tiny_config(preset))
-    return {name: head for name, head in AUTO_CLASSES.items() if name in applicable}
-
-
-def build(model_class: type[PreTrainedModel], preset: str, **overrides) -> PreTrainedModel:
-    """A tiny model of a preset in eval mode, seeded so two builds have the same weights."""
-    torch.manual_seed(0)
-    return model_class(tiny_config(preset, **overrides)).eval()
-
-
-def make_inputs(batch: int = 2, seq: int = 7, left_padding: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and a mask where the first row has two padding tokens."""
-    torch.manual_seed(0)
-    input_ids = torch.randint(3, 99, (batch, seq))
-    attention_mask = torch.ones(batch, seq, dtype=torch.long)
-    pad = slice(0, 2) if left_padding else slice(seq - 2, seq)
-    attention_mask[0, pad] = 0
-    input_ids[0, pad] = 0
-    return input_ids, attention_mask
-
-
-def outputs_of(model: PreTrainedModel, **inputs) -> torch.Tensor:
-    """The main output of any head: its logits (QA: the start logits), or the backbone's last hidden state."""
-    out = model(**inputs)
-    return out.start_logits if "start_logits" in out else out[0]
-
-
-# The same tiny sizes in the field names of the transformers families that `custom_transformer.convert` reads.
-TINY_REFERENCE = {
-    "llama": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 37,
-        "max_position_embeddings": 64,
-    },
-    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 37, "n_positions": 64},
-    "bert": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 37,
-        "max_position_embeddings": 64,
-    },
-}
-
-
-def tiny_reference_config(model_type: str, **overrides) -> PreTrainedConfig:
-    """A transformers Llama / GPT-2 / BERT config with the sizes and special tokens of `tiny_config`."""
-    tokens = {name: TINY[name] for name in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")}
-    return AutoConfig.for_model(model_type, **{**tokens, **TINY_REFERENCE[model_type], **overrides})
+from helpers.hub_server import HUB_TOKEN  # noqa: E402
+from helpers.models import DECODER_PRESETS, PRESET_NAMES  # noqa: E402
 
 
 @pytest.fixture(params=PRESET_NAMES)
@@ -107,15 +27,13 @@ def decoder_preset(request) -> str:
     return request.param
 
 
-# --- the loopback Hub (tests/hub_server.py) ------------------------------------------------------------------------
-
-HUB_TOKEN = "hf_loopback_test_token"
+# --- the loopback Hub (tests/helpers/hub_server.py) -----------------------------------------------------------------
 
 
 @pytest.fixture
 def hub():
     """A Hub-API server on 127.0.0.1 that accepts `HUB_TOKEN`, for pushes and pulls through huggingface_hub."""
-    from hub_server import HubServer
+    from helpers.hub_server import HubServer
 
     with HubServer(token=HUB_TOKEN) as server:
         yield server

@@ -1,18 +1,14 @@
 """CustomTransformerConfig: transformers' ConfigTester, defaults, presets, validation messages, config.json."""
 
 import logging
-import sys
 import unittest
-from pathlib import Path
 
 import pytest
-from conftest import PRESET_NAMES, TINY, tiny_config
+from helpers.models import PRESET_NAMES, TINY, tiny_config
+from helpers.transformers_test_suite import load
 from transformers import AutoConfig
 
 from custom_transformer import PRESETS, CustomTransformerConfig
-
-sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-from transformers_test_suite import load  # noqa: E402
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_reference_config
+from helpers.models import tiny_config, tiny_reference_config
 from safetensors import safe_open
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn

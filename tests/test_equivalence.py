@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, tiny_config, tiny_reference_config
+from helpers.models import TINY, tiny_config, tiny_reference_config
 from torch import nn
 from torch.testing import assert_close
 from transformers import (

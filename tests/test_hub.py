@@ -1,6 +1,6 @@
 """Push to and pull from a Hub endpoint with the real huggingface_hub and transformers clients.
 
-The endpoint is the loopback server of `hub_server.py`; the CLI push and the pull run in fresh processes
+The endpoint is the loopback server of `helpers/hub_server.py`; the CLI push and the pull run in fresh processes
 that see it through HF_ENDPOINT (read when huggingface_hub is imported) and a private HF_HOME. The pull
 process runs the load snippet of the pushed card, pinned to the pushed commit, and cannot import
 custom_transformer, so the model must load from the code in the repository.
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HUB_TOKEN as TOKEN
-from hub_server import HubServer
+from helpers.hub_server import HUB_TOKEN as TOKEN
+from helpers.hub_server import HubServer
+from helpers.tiny_run import build_tiny_run
 from huggingface_hub import constants
 from huggingface_hub.errors import HfHubHTTPError
-from tiny_run import build_tiny_run
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from model_cards import HubUnreachableError, IncompleteCheckpointError, export_run, push_to_hub

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers.tiny_run import build_tiny_run
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
-from tiny_run import build_tiny_run
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import model_cards.export

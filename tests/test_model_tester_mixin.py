@@ -4,17 +4,13 @@ The mixin decides which labels a head needs from transformers' Auto mappings, so
 each test our model type is added to those mappings (and only there: `patch.dict` restores them).
 """
 
-import sys
 import unittest
-from pathlib import Path
 from unittest.mock import patch
 
 import torch
 import transformers
-from conftest import heads_for, tiny_config
-
-sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-from transformers_test_suite import load  # noqa: E402
+from helpers.models import heads_for, tiny_config
+from helpers.transformers_test_suite import load
 
 modeling_common = load("test_modeling_common")
 ModelTesterMixin, ids_tensor = modeling_common.ModelTesterMixin, modeling_common.ids_tensor

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import transformers
-from conftest import DECODER_PRESETS, PRESET_NAMES, build, heads_for, make_inputs, outputs_of, tiny_config
+from helpers.models import DECODER_PRESETS, PRESET_NAMES, build, heads_for, make_inputs, outputs_of, tiny_config
 from torch.testing import assert_close
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 

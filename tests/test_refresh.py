@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import transformers
-from conftest import HUB_TOKEN as TOKEN
-from conftest import tiny_config
-from hub_server import HubServer
+from helpers.hub_server import HUB_TOKEN as TOKEN
+from helpers.hub_server import HubServer
+from helpers.models import tiny_config
 from huggingface_hub import CommitOperationAdd, HfApi, constants
 from packaging import version
 

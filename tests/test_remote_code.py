@@ -3,7 +3,7 @@
 Each load runs in a fresh interpreter that blocks `import custom_transformer`, has its own HF_HOME (the
 dynamic-module cache) and runs from another directory (`helpers/checkpoint_contract.py`). The same loads run
 under the project env's transformers and under the oldest release the checkpoint code supports (a cached
-release site, see `transformers_releases.py`).
+release site, see `helpers/transformers_releases.py`).
 """
 
 import importlib.util
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import heads_for, make_inputs, outputs_of, tiny_config
-from contract_checkpoints import run_contract
-from transformers_releases import python_env, release_site
+from helpers.contract_checkpoints import run_contract
+from helpers.models import heads_for, make_inputs, outputs_of, tiny_config
+from helpers.transformers_releases import python_env, release_site
 
 import custom_transformer
 from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from training_helpers import (
+from helpers.training_data import (
     FAST,
     TINY_MODEL,
     make_tokenizer,
@@ -220,7 +220,7 @@ def test_the_fsdp_config_is_an_accelerate_config_that_wraps_the_models_layers():
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import FullyShardedDataParallelPlugin
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
-    from conftest import tiny_config
+    from helpers.models import tiny_config
 
     from custom_transformer import CustomTransformerForCausalLM, CustomTransformerForMaskedLM
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from training_helpers import read_json
+from helpers.training_data import read_json
 
 from training import data, demo
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from training_helpers import (
+from helpers.training_data import (
     FAST,
     TINY_MODEL,
     make_workspace,
     read_json,
 )
+from safetensors.torch import load_file
 
 from training import finetune, pretrain
 

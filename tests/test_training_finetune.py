@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, DatasetDict, List, load_dataset
-from training_helpers import (
+from helpers.training_data import (
     FAST,
     make_workspace,
     read_json,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.training_data import FAST, TINY_MODEL, read_json, write_text_corpus
 from safetensors.torch import load_file
-from training_helpers import FAST, TINY_MODEL, read_json, write_text_corpus
 from transformers import AutoTokenizer
 
 from training import pretrain, train_tokenizer

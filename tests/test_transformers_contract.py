@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import DECODER_PRESETS, make_inputs, tiny_config
+from helpers.models import DECODER_PRESETS, make_inputs, tiny_config
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from transformers import DynamicCache, GenerationConfig, Trainer, TrainingArguments

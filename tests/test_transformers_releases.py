@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import transformers
-from contract_checkpoints import contract_failures, run_contract, save_contract_checkpoints
-from transformers_releases import newest_release, python_env, release_site
+from helpers.contract_checkpoints import contract_failures, run_contract, save_contract_checkpoints
+from helpers.transformers_releases import newest_release, python_env, release_site
 
 from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION
 

@@ -7,7 +7,7 @@
    the test split next to a majority-class and a TF-IDF + logistic-regression baseline;
 5. write outputs/demo/results.json (each model folder also has its run_info.json and Trainer files);
 6. write each run's model card (README.md + training_curves.png) from its results, and export hub-ready
-   folders under outputs/demo/hub/ (what `python -m model_cards export --push-to-hub` would upload);
+   folders under outputs/demo/hub/ (what `python -m model_cards export --push_to_hub` would upload);
 7. in a fresh interpreter where `import custom_transformer` fails, reload both hub-ready folders with
    `trust_remote_code=True` and print predictions and generated text.
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+# The token the tests give `HubServer(token=...)` and send with their writes (the `hub` fixture uses it).
+HUB_TOKEN = "hf_loopback_test_token"
+
 REPO = r"(?P<repo>[^/]+/[^/]+)"
 REV = r"(?P<rev>[^/]+)"  # clients quote the revision, so a ref like refs/pr/1 is one segment
 

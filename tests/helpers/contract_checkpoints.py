@@ -1,9 +1,10 @@
 """The checkpoint contract: tiny saved checkpoints, what they must give, and a runner under any transformers.
 
-Shared by the canary (`test_transformers_releases.py`), the remote-code tests and the release matrix
+Shared by the canary (`tests/test_transformers_releases.py`), the remote-code tests and the release matrix
 (`compat_matrix.py`). A checkpoint is saved here, with the outputs and greedy tokens the model gave in this
-process; `helpers/checkpoint_contract.py` then loads it in a fresh interpreter without the package, under the
-project env or under a release site (`transformers_releases.py`), and `contract_failures` says what broke.
+process; `checkpoint_contract.py` (beside this file) then loads it in a fresh interpreter without the package,
+under the project env or under a release site (`transformers_releases.py`), and `contract_failures` says what
+broke.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RUNNER = Path(__file__).parent / "helpers" / "checkpoint_contract.py"
+RUNNER = Path(__file__).parent / "checkpoint_contract.py"
 LOGITS_TOLERANCE = 1e-5
 MAX_NEW_TOKENS = 8  # the runner generates as many
 GENERATION_MODES = ("use_cache=False", "dynamic", "static")
@@ -35,7 +36,6 @@ def token_batch(left_padding: bool, batch: int = 2, seq: int = 7):
 def contract_models() -> dict:
     """name -> (Auto class name, model): the configurations whose saved code must work on every release."""
     import torch
-    from conftest import TINY, tiny_config
 
     from custom_transformer import (
         CustomTransformerConfig,
@@ -43,6 +43,7 @@ def contract_models() -> dict:
         CustomTransformerForMaskedLM,
         CustomTransformerModel,
     )
+    from helpers.models import TINY, tiny_config
 
     # Weights 15x the default scale, so each generated token depends on the whole prompt: with the default
     # 0.02, the no-preset decoder's greedy tokens only repeat the last one, and a cache that drops keys goes unseen.

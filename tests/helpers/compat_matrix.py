@@ -1,12 +1,12 @@
 """The checkpoint contract under every transformers release: the newest patch of each 5.x minor, from the index.
 
     make compat                                          # every release from the floor to the newest
-    .venv/bin/python tests/compat_matrix.py --versions 5.3.0,5.8.1 --json matrix.json
+    .venv/bin/python tests/helpers/compat_matrix.py --versions 5.3.0,5.8.1 --json matrix.json
 
 Saves the contract checkpoints once (with the package as it is in this checkout), then runs
-`helpers/checkpoint_contract.py` under each release in turn, installing its release site on first use
-(about 220 MB each, under ~/.cache/custom_transformer/transformers-sites, or CT_SITE_CACHE). Prints one row
-per release and exits with 1 if any release breaks the contract.
+`checkpoint_contract.py` (beside this file) under each release in turn, installing its release site on first
+use (about 220 MB each, under ~/.cache/custom_transformer/transformers-sites, or CT_SITE_CACHE). Prints one
+row per release and exits with 1 if any release breaks the contract.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from contract_checkpoints import GENERATION_MODES, contract_failures, run_contract, save_contract_checkpoints
+if __name__ == "__main__":  # run by path: make tests/ importable, so `helpers` is this folder's package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from transformers.utils.logging import disable_progress_bar
-from transformers_releases import latest_patch_of_each_minor, python_env, release_site
 
 from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION
+from helpers.contract_checkpoints import GENERATION_MODES, contract_failures, run_contract, save_contract_checkpoints
+from helpers.transformers_releases import latest_patch_of_each_minor, python_env, release_site
 
 COLUMNS = (
     "release",

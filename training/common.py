@@ -8,9 +8,11 @@ import logging
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,9 @@ import datasets
 import torch
 import transformers
 from datasets import DatasetDict, load_dataset, load_from_disk
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from safetensors import SafetensorError
+from transformers import HfArgumentParser, Trainer
+from transformers import TrainingArguments as HFTrainingArguments
 from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -58,6 +62,16 @@ class DataFileArguments:
 
     def files(self) -> dict[str, list[str] | None]:
         return {"train": self.train_files, "validation": self.validation_files, "test": self.test_files}
+
+
+@dataclass
+class TrainingArguments(HFTrainingArguments):
+    """The Trainer's arguments, plus the guard transformers 5 dropped: a run never writes into another's folder."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace what --output_dir holds (another run's model, checkpoints and results)."},
+    )
 
 
 # -- arguments and logging ---------------------------------------------------------------------------------------
@@ -144,6 +158,51 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return value
 
 
+def check_output_dir(training_args: TrainingArguments, resume_from: str | None):
+    """Refuse to write into a folder holding another run: its checkpoints would be rotated away and its model,
+    config and run_info.json overwritten. Resuming that run, or --overwrite_output_dir, is the user's call."""
+    folder = Path(training_args.output_dir)
+    if resume_from is not None or training_args.overwrite_output_dir or not folder.is_dir():
+        return
+    markers = [RUN_INFO, "config.json", TRAINER_STATE_NAME, "all_results.json"]
+    found = [name for name in markers if (folder / name).is_file()]
+    found += sorted(p.name for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"))[:3]
+    if found:
+        try:
+            what = f"a {RunRecord.read(folder).task} run"
+        except InvalidRunRecord:
+            what = "another run"
+        raise DataError(
+            f"--output_dir {folder} already holds {what} ({', '.join(found)}). Pass a new --output_dir, "
+            "--resume_from_checkpoint last to continue that run, or --overwrite_output_dir to replace it."
+        )
+
+
+def check_training_length(training_args: TrainingArguments):
+    if training_args.do_train and training_args.max_steps == 0:
+        raise DataError(
+            "--max_steps 0 trains nothing: pass a positive number of steps, or -1 (the default) to train "
+            "--num_train_epochs epochs."
+        )
+
+
+def check_disk_space(training_args: TrainingArguments, model):
+    """A checkpoint (weights, and the optimizer's two moments for each) must fit on the disk before training
+    starts: a full disk mid-save leaves a half-written checkpoint and the Trainer's cryptic iostream error."""
+    if not training_args.do_train or training_args.save_strategy == "no":
+        return
+    folder = Path(training_args.output_dir)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path.cwd())
+    needed = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise DataError(
+            f"{existing} has {free / 2**20:.1f} MiB free, less than one checkpoint of this model needs "
+            f"({needed / 2**20:.1f} MiB of weights and optimizer state): free some space, or pass an "
+            "--output_dir on another disk (or --save_strategy no)."
+        )
+
+
 # -- data --------------------------------------------------------------------------------------------------------
 
 
@@ -190,6 +249,8 @@ def _load_files(split: str, paths: list[str], builder_kwargs: dict) -> datasets.
             raise DataError(f"{split} file {path} does not exist (current directory: {os.getcwd()}).")
         if _is_blank(Path(path)):
             raise DataError(f"{split} file {path} is empty: the {split} split would have 0 rows.")
+        if Path(path).suffix.lower() != ".parquet":
+            _require_utf8(split, Path(path))
     suffixes = {Path(p).suffix.lower() for p in paths}
     unknown = suffixes - set(BUILDERS)
     if unknown:
@@ -209,6 +270,19 @@ def _load_files(split: str, paths: list[str], builder_kwargs: dict) -> datasets.
             f"Could not read the {split} files {paths} as {builder} data ({type(error).__name__}: {error}). "
             "Check that every file is valid and that they all share the same columns."
         ) from error
+
+
+def _require_utf8(split: str, path: Path):
+    """`datasets` reads text, JSON and CSV as UTF-8 and fails with a traceback that names neither file nor line."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{split} file {path} is not UTF-8: line {number} has byte {line[error.start]:#04x} at column "
+                    f"{error.start + 1}. Convert the file (e.g. `iconv -f latin1 -t utf-8`) and run again."
+                ) from None
 
 
 def _is_blank(path: Path) -> bool:
@@ -296,6 +370,19 @@ def preset_of(model_name_or_path: str | None) -> str:
         return RunRecord.read(model_name_or_path).preset
     except InvalidRunRecord:
         return "custom"
+
+
+@contextmanager
+def weights_named_when_damaged(model_name_or_path: str):
+    """Around `from_pretrained`: a truncated or corrupt safetensors file becomes a DataError naming the folder and
+    the fix, instead of safetensors' bare "incomplete metadata"."""
+    try:
+        yield
+    except SafetensorError as error:
+        raise DataError(
+            f"The weights in {model_name_or_path} are damaged ({error}): copy the checkpoint again, or save it "
+            "again from a model that loads."
+        ) from None
 
 
 def perplexity(loss: float) -> float:

@@ -27,7 +27,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline, make_union
 from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
-from transformers import TrainingArguments as HFTrainingArguments
 
 import custom_transformer  # noqa: F401 - registers the Auto classes, so local code loads without trust_remote_code
 
@@ -35,7 +34,10 @@ from .common import (
     DataError,
     DataFileArguments,
     add_validation_split,
+    check_disk_space,
+    check_output_dir,
     check_tokenizer_fits,
+    check_training_length,
     checkpoint_to_resume,
     load_data,
     parse_args,
@@ -45,12 +47,17 @@ from .common import (
     run_main,
     setup_logging,
     train_and_evaluate,
+    weights_named_when_damaged,
     write_run_record,
+)
+from .common import (
+    TrainingArguments as ScriptTrainingArguments,
 )
 from .tasks import CLASSIFICATION_METRICS, FINE_TUNING_TASKS, Task
 
 logger = logging.getLogger("training")
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 IGNORE_INDEX = -100  # labels the loss skips: padding, special tokens, continuation pieces of a word
 METRICS_DIR = Path(__file__).parent / "metrics"
 
@@ -63,6 +70,10 @@ class ModelArguments:
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run the checkpoint's own code (needed for models of other packages)."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Fine-tune a classifier on other labels than its own: its head is initialised anew."},
     )
 
 
@@ -87,7 +98,7 @@ class DataArguments(DataFileArguments):
 
 
 @dataclass
-class TrainingArguments(HFTrainingArguments):
+class TrainingArguments(ScriptTrainingArguments):
     """The Trainer's arguments, with defaults that evaluate and checkpoint every epoch and keep the best model."""
 
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
@@ -135,9 +146,39 @@ def check_arguments(task: Task, config, data_args: DataArguments, training_args:
         raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(task.metrics)}.")
 
 
+def check_head_labels(base_config, task: Task, names: list[str], model_args: ModelArguments):
+    """A checkpoint that already has this task's head keeps it only for the very same labels; other labels need
+    a new head, which the user asks for (`--ignore_mismatched_sizes`) rather than getting by surprise."""
+    architecture = (base_config.architectures or [""])[0]
+    if not architecture.endswith(task.head_suffix) or model_args.ignore_mismatched_sizes:
+        return
+    own = [base_config.id2label[i] for i in range(base_config.num_labels)]
+    if own != names:
+        raise DataError(
+            f"{model_args.model_name_or_path} is a {task.pipeline_tag} model for the labels {own}, the data has "
+            f"{names}. Pass --ignore_mismatched_sizes to replace its head with a new one for these labels."
+        )
+
+
+def load_model(task: Task, config, model_args: ModelArguments):
+    """The checkpoint with this task's head (a new one when `--ignore_mismatched_sizes` asks)."""
+    with weights_named_when_damaged(model_args.model_name_or_path):
+        return task.auto_model().from_pretrained(
+            model_args.model_name_or_path,
+            config=config,
+            trust_remote_code=model_args.trust_remote_code,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        )
+
+
 def load_tokenizer(model_args: ModelArguments, vocab_size: int):
     """The checkpoint's tokenizer, or another one only if it has the very same vocabulary."""
     source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if Path(source).is_dir() and not any((Path(source) / name).is_file() for name in TOKENIZER_FILES):
+        raise DataError(
+            f"{source} holds no tokenizer ({' or '.join(TOKENIZER_FILES)}): pass --tokenizer_name_or_path with the "
+            "tokenizer the model was trained with (training.pretrain saves it next to the model)."
+        )
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
     check_tokenizer_fits(tokenizer, vocab_size, model_args.model_name_or_path, source)
     saved_with_model = Path(model_args.model_name_or_path) / "tokenizer_config.json"
@@ -352,6 +393,8 @@ def main(argv: list[str] | dict | None = None) -> dict:
     task = resolve_task(data_args, base_config)
     check_arguments(task, base_config, data_args, training_args)
     resume_from = checkpoint_to_resume(training_args)
+    check_output_dir(training_args, resume_from)
+    check_training_length(training_args)
     input_column, label_column = task.column_flags(data_args)
 
     raw = load_data(data_args, training_args)
@@ -360,6 +403,7 @@ def main(argv: list[str] | dict | None = None) -> dict:
         raw = raw.filter(lambda row: bool(row[input_column] and row[input_column].strip()))
     names = None if training_args.do_train else [base_config.id2label[i] for i in range(base_config.num_labels)]
     raw, names = encode_labels(raw, label_column, task.per_token, names)
+    check_head_labels(base_config, task, names, model_args)
     if training_args.do_train:
         stratify = None if task.per_token else label_column
         raw = add_validation_split(raw, data_args.validation_split_percentage, training_args.seed, stratify)
@@ -375,6 +419,14 @@ def main(argv: list[str] | dict | None = None) -> dict:
         trust_remote_code=model_args.trust_remote_code,
     )
     tokenizer = load_tokenizer(model_args, config.vocab_size)
+    if data_args.max_seq_length > config.max_position_embeddings:
+        logger.warning(
+            "--max_seq_length %d exceeds the model's max_position_embeddings=%d: inputs are truncated to %d tokens.",
+            data_args.max_seq_length,
+            config.max_position_embeddings,
+            config.max_position_embeddings,
+        )
+        data_args.max_seq_length = config.max_position_embeddings
     encoded = task.tokenize()(
         raw,
         tokenizer,
@@ -387,9 +439,8 @@ def main(argv: list[str] | dict | None = None) -> dict:
     logger.info("Labels: %s; rows: %s", names, {split: len(d) for split, d in encoded.items()})
 
     set_seed(training_args.seed)  # the new head's initial weights
-    model = task.auto_model().from_pretrained(
-        model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code
-    )
+    model = load_model(task, config, model_args)
+    check_disk_space(training_args, model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     patience = data_args.early_stopping_patience if training_args.do_train else 0

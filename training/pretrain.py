@@ -22,15 +22,19 @@ from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict
-from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoTokenizer, Trainer, set_seed
 
 from custom_transformer import PRESETS, CustomTransformerConfig
 
 from .common import (
     DataError,
     DataFileArguments,
+    TrainingArguments,
     add_validation_split,
+    check_disk_space,
+    check_output_dir,
     check_tokenizer_fits,
+    check_training_length,
     checkpoint_to_resume,
     load_data,
     parse_args,
@@ -41,6 +45,7 @@ from .common import (
     run_main,
     setup_logging,
     train_and_evaluate,
+    weights_named_when_damaged,
     write_run_record,
 )
 from .tasks import TASKS
@@ -186,6 +191,8 @@ def main(argv: list[str] | dict | None = None) -> dict:
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     setup_logging(training_args)
     resume_from = checkpoint_to_resume(training_args)
+    check_output_dir(training_args, resume_from)
+    check_training_length(training_args)
 
     # Everything that can be wrong with the inputs is found here, before a model exists.
     if model_args.model_name_or_path is not None:
@@ -219,9 +226,11 @@ def main(argv: list[str] | dict | None = None) -> dict:
 
     set_seed(training_args.seed)  # the initial weights
     if model_args.model_name_or_path is not None:
-        model = task.auto_model().from_pretrained(model_args.model_name_or_path)
+        with weights_named_when_damaged(model_args.model_name_or_path):
+            model = task.auto_model().from_pretrained(model_args.model_name_or_path)
     else:
         model = task.auto_model().from_config(config)
+    check_disk_space(training_args, model)
     logger.info(
         "%s (%s): %.2fM parameters; blocks of %d tokens: %s",
         type(model).__name__,

@@ -2,7 +2,7 @@
 
 The one import blocker of the project. A script that must prove a checkpoint brings its own code
 (`trust_remote_code=True`) imports it before anything else: training/load_without_package.py (the demo's last
-stage) and the scripts the tests run in fresh interpreters (tests/helpers/*.py put this folder on `sys.path`).
+stage) and the scripts the tests run in fresh interpreters (tests/helpers/*.py load this file by path with `runpy`).
 """
 
 import importlib.abc

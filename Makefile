@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(LOCK) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c $(LOCK) -e ".[train,dev]"
+	$(PY) -m pip install -q -c $(LOCK) -e ".[train,dev,serving]"
 	touch $@
 
 demo: install
@@ -43,7 +43,7 @@ lock:
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install -q --upgrade pip
 	$(VENV)-lock/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(VENV)-lock/bin/python -m pip install -q -e ".[train,dev]"
+	$(VENV)-lock/bin/python -m pip install -q -e ".[train,dev,serving]"
 	{ echo "# Pinned by 'make lock' on $$(date -u +%F), after the suite passed on exactly these versions."; \
 	  $(VENV)-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > $(LOCK).new
 	$(VENV)-lock/bin/python tests/helpers/transformers_test_suite.py

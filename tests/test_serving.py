@@ -1,0 +1,136 @@
+"""Serving: `python -m custom_transformer.serve` puts a checkpoint behind transformers' OpenAI-compatible server.
+
+The server runs in its own process on 127.0.0.1 and loads the checkpoint by path with the code it carries
+(`--trust-remote-code`); the real `openai` client asks it for chat completions, plain and streamed, and each
+reply must be what greedy `generate` decodes in this process from the same chat-templated prompt.
+"""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from helpers.training_data import FAST, TINY_MODEL, make_tokenizer, sentences, write_jsonl
+from openai import OpenAI
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from custom_transformer import serve
+from training import pretrain
+
+MESSAGES = [{"role": "user", "content": "The cat sat on the"}]
+MAX_TOKENS = 8
+STARTUP_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def chat_checkpoint(tmp_path_factory) -> str:
+    """A tiny Llama-preset causal LM pre-trained for a few steps on chats rendered with its tokenizer's template.
+
+    Trained, so that it answers an assistant turn with words: a random model's greedy bytes need not be valid
+    UTF-8, and a stream cannot decode an incomplete character at its end the way a whole reply is decoded.
+    """
+    root = tmp_path_factory.mktemp("serving")
+    tokenizer = make_tokenizer(root / "tokenizer")
+    chats = [
+        [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        for question, answer in zip(sentences(200, seed=1), sentences(200, seed=2))
+    ]
+    rows = [{"text": tokenizer.apply_chat_template(chat, tokenize=False)} for chat in chats]
+    pretrain.main(
+        [
+            "--preset", "llama", "--config_overrides", TINY_MODEL, "--tokenizer_name_or_path", str(root / "tokenizer"),
+            "--train_files", write_jsonl(root / "chats.jsonl", rows), "--block_size", "64",
+            "--per_device_train_batch_size", "8", "--learning_rate", "1e-2", "--max_steps", "30",
+            "--save_strategy", "no", "--output_dir", str(root / "checkpoint"), "--do_train", *FAST,
+        ]
+    )  # fmt: skip
+    return str(root / "checkpoint")
+
+
+def greedy_reply(checkpoint: str) -> tuple[str, int]:
+    """The reply text and its token count, from in-process greedy `generate` on the chat-templated prompt."""
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True)
+    inputs = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    output = model.generate(**inputs, max_new_tokens=MAX_TOKENS, do_sample=False)
+    new_tokens = output[0, inputs["input_ids"].shape[1] :]
+    return tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(checkpoint: str, log_path: Path):
+    """The entry point as a user starts it, until it answers /health; stopped by its PID whatever happens."""
+    port = free_port()
+    command = [sys.executable, "-m", "custom_transformer.serve", checkpoint, "--trust-remote-code"]
+    command += ["--device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            assert server.poll() is None, f"the server exited ({server.returncode}):\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"no /health in {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_chat_completions_plain_and_streamed_equal_greedy_generate(chat_checkpoint, tmp_path):
+    expected, n_tokens = greedy_reply(chat_checkpoint)
+    assert expected.strip(), "the comparison needs a reply with text in it"
+
+    with serving(chat_checkpoint, tmp_path / "server.log") as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0, timeout=60)
+        request = {"model": chat_checkpoint, "messages": MESSAGES, "temperature": 0, "max_tokens": MAX_TOKENS}
+        reply = client.chat.completions.create(**request)
+        chunks = list(client.chat.completions.create(**request, stream=True))
+
+    assert reply.choices[0].message.content == expected
+    assert reply.usage.completion_tokens == n_tokens
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == expected
+
+
+def test_help_is_transformers_serve_help_under_this_command(monkeypatch, capsys):
+    from transformers.cli.serving import model_manager
+
+    monkeypatch.setattr(model_manager, "ModelManager", model_manager.ModelManager)  # main() swaps it: put it back
+    with pytest.raises(SystemExit) as exited:
+        serve.main(["--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
+    assert help_text.startswith("Usage: python -m custom_transformer.serve [OPTIONS] [force_model]")
+    assert "--trust-remote-code" in help_text and "--continuous-batching" in help_text
+
+
+def test_a_release_without_the_loading_hook_is_an_import_error_naming_the_fix(monkeypatch):
+    from transformers.cli.serving import model_manager
+
+    class ModelManagerBefore55:  # what 5.0 - 5.4 did not have: loading lived inside `Serve`
+        pass
+
+    monkeypatch.setattr(model_manager, "ModelManager", ModelManagerBefore55)
+    with pytest.raises(ImportError, match=r"ModelManager\._load_model.*transformers\[serving\]>=5\.5\.0"):
+        serve.upstream_model_manager()

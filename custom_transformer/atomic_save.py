@@ -29,16 +29,19 @@ _AT_FDCWD = -100
 
 
 @contextlib.contextmanager
-def replacing_directory(target: str | os.PathLike) -> Iterator[Path]:
+def replacing_directory(target: str | os.PathLike, *, carry_over: bool = True) -> Iterator[Path]:
     """Yield an empty folder beside `target` to write into; when the block ends without error, that folder
-    (plus what `target` held that was not rewritten) becomes `target` in one step. On error nothing changes."""
+    (plus what `target` held that was not rewritten) becomes `target` in one step. On error nothing changes.
+
+    `carry_over=False` for a folder that must hold exactly what was written (an export): nothing is carried over.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     restore_interrupted_replace(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
     try:
         yield staging
-        if target.is_dir():
+        if carry_over and target.is_dir():
             _carry_over(target, staging)
         _fsync_tree(staging)
         if not target.exists():

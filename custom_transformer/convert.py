@@ -12,12 +12,16 @@ tool: it is not copied into checkpoints and may use transformers' model classes.
 """
 
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -44,6 +48,7 @@ from transformers import (
 from transformers.initialization import no_init_weights
 from transformers.pytorch_utils import Conv1D
 
+from .atomic_save import replacing_directory
 from .configuration_custom_transformer import CustomTransformerConfig
 from .modeling_custom_transformer import (
     CustomTransformerForCausalLM,
@@ -327,21 +332,60 @@ def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "cu
     """Convert the checkpoint in `source_dir` and save it to `target_dir`; returns the converted model.
 
     `to_family="custom_transformer"` reads Llama, GPT-2 and BERT checkpoints; `to_family="llama"` exports a
-    llama-preset custom_transformer checkpoint for Llama runtimes.
+    llama-preset custom_transformer checkpoint for Llama runtimes. The output is written beside `target_dir` and
+    swapped in at the end (`replacing_directory`): a failure or a kill leaves `target_dir` as it was, or converted.
     """
+    if not Path(source_dir).is_dir() and not _is_repo_id(str(source_dir)):  # else the Hub's "Repo id must be..."
+        raise ValueError(f"{source_dir} is not a folder: pass the checkpoint folder to convert.")
+    if Path(target_dir).exists() and not Path(target_dir).is_dir():
+        raise ValueError(f"{target_dir} exists and is not a folder: pass a folder to write the checkpoint to.")
     config = AutoConfig.from_pretrained(source_dir)
     conversion = _conversion(config.model_type, to_family)
     description = f"this {config.model_type} checkpoint to {to_family}"
     target_config = _config(conversion, config, description)
     head = _head(conversion, config, description)
-    source = head.source.from_pretrained(source_dir)
+    source = _load_source(head.source, source_dir)
     state_dict = rename(_linear_state_dict(source), head.rules + conversion.rules)
     target = _build(head.target, target_config, state_dict, head.zero_filled).to(source.dtype)
     if target.can_generate() and source.can_generate():
         target.generation_config = source.generation_config
-    target.save_pretrained(target_dir)
-    _save_tokenizer(source_dir, target_dir)
+    for leftover in Path(target_dir).absolute().parent.glob(f"..{Path(target_dir).name}.saving-*"):
+        shutil.rmtree(leftover)  # a killed save_pretrained of ours, which replaces the staging folder the same way
+    with replacing_directory(target_dir) as staging:
+        target.save_pretrained(staging)
+        _save_tokenizer(source_dir, staging)
+        # mkdtemp made the folder private: keep the mode the target had, else the usual 0755.
+        staging.chmod(Path(target_dir).stat().st_mode & 0o777 if Path(target_dir).is_dir() else 0o755)
     return target
+
+
+def _load_source(model_class: type[PreTrainedModel], source_dir: str | Path) -> PreTrainedModel:
+    """The source model, refused when its weights are damaged rather than converted with random tensors in it.
+
+    `from_pretrained` fills a tensor the file lacks (one flipped byte in its name is enough) with random values
+    and only logs it; safetensors reports a truncated file without naming it.
+    """
+    fix = "copy the checkpoint again, or save it again from a model that loads"
+    try:
+        source, loading_info = model_class.from_pretrained(source_dir, output_loading_info=True)
+    except SafetensorError as error:
+        raise ValueError(f"The weights in {source_dir} are truncated or corrupt ({error}): {fix}.") from None
+    if loading_info["missing_keys"]:
+        raise ValueError(
+            f"The weights in {source_dir} lack tensors {model_class.__name__} needs "
+            f"(missing: {', '.join(sorted(loading_info['missing_keys']))}; unknown: "
+            f"{', '.join(sorted(loading_info['unexpected_keys'])) or 'none'}), which would be converted as random "
+            f"values: the weights are damaged or belong to another head; {fix}."
+        )
+    return source
+
+
+def _is_repo_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _save_tokenizer(source_dir: str | Path, target_dir: str | Path):
@@ -537,8 +581,8 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = HfArgumentParser(ConvertArguments).parse_args_into_dataclasses(args=argv)
     try:
         model = convert(args.source, args.target, args.to_family)
-    except (ValueError, OSError) as error:  # an unsupported setting, a folder that is not a checkpoint
-        raise SystemExit(f"error: {error}") from None
+    except (ValueError, OSError) as error:  # an unsupported setting, a folder that is not a checkpoint, no space
+        raise SystemExit(f"error: {' '.join(str(error).split())}") from None  # one line: transformers' span several
     print(f"Wrote {type(model).__name__} to {args.target}")
 
 

@@ -373,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     except RefreshError as error:
         print(f"refresh: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file that cannot be read or written: permissions, a full disk
+        print(
+            f"refresh: error: cannot refresh {args.target} ({error}): every file in it is still whole; "
+            "fix that and run the command again to finish.",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

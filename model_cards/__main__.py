@@ -14,17 +14,21 @@ import sys
 from dataclasses import dataclass, field
 
 from huggingface_hub.errors import HfHubHTTPError
+from safetensors import SafetensorError
 from transformers import HfArgumentParser
 
 from .card import write_model_card
 from .checkpoint import IncompleteCheckpointError
 from .export import export_run
 from .hub import HubUnreachableError, push_to_hub
-from .run import IncompleteRunError
+from .run import DamagedWeightsError, IncompleteRunError
 
+# Bad input, a bad folder or an unreachable Hub: one `error:` line, no traceback (other exceptions are bugs).
 EXPECTED_ERRORS = (
     IncompleteRunError,
     IncompleteCheckpointError,
+    DamagedWeightsError,
+    SafetensorError,  # a weights file read by transformers itself, should one escape the checks that name it
     HubUnreachableError,
     HfHubHTTPError,
     OSError,

@@ -15,10 +15,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from huggingface_hub import ModelCard, constants
-from safetensors import safe_open
 
 from .card import CARD_FILENAME
-from .run import SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX
+from .run import SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX, open_weights, weight_files
 
 HUB_FILES = (
     "config.json",
@@ -49,7 +48,8 @@ def check_checkpoint(folder: str | Path, local_paths: tuple[str | Path, ...] = (
     """Return the folder's files (relative, sorted), or raise listing everything that is wrong with it.
 
     `local_paths`: extra paths of this machine that must not appear in any file (the folder itself, the
-    home, working, temp and cache directories and the Python prefix are always checked).
+    home, working, temp and cache directories and the Python prefix are always checked). A truncated or
+    corrupt weights file raises `DamagedWeightsError` at once: nothing else about the folder matters then.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -95,12 +95,10 @@ def _config_problems(folder: Path) -> list[str]:
 
 
 def _weights_problems(folder: Path) -> list[str]:
-    index = folder / SAFE_WEIGHTS_INDEX
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    if (folder / SAFE_WEIGHTS_INDEX).is_file():
         return [
             f"Shard {shard} (named in {SAFE_WEIGHTS_INDEX}) is missing."
-            for shard in shards
+            for shard in weight_files(folder)
             if not (folder / shard).is_file()
         ]
     if not (folder / SAFE_WEIGHTS).is_file():
@@ -143,6 +141,6 @@ def find_local_paths(folder: Path, files: list[str], extra: tuple[str | Path, ..
 
 def _safetensors_header(path: Path) -> bytes:
     """The text a safetensors file carries, where a machine path could hide: its metadata and tensor names."""
-    with safe_open(path, framework="numpy") as weights:
+    with open_weights(path) as weights:
         metadata = weights.metadata() or {}
         return "\n".join([*weights.keys(), *metadata.keys(), *metadata.values()]).encode()

@@ -1,21 +1,25 @@
-"""Package a run as a self-contained, hub-ready folder, written aside and moved into place at the end.
+"""Package a run as a self-contained, hub-ready folder, written beside the destination and swapped in at the end.
 
 The model is loaded from the run with its own shipped code (`trust_remote_code=True`) and saved again with
 `save_pretrained`, which writes config.json with the full `auto_map`, the code files, safetensors (sharded
 at `max_shard_size`) and, for causal models, generation_config.json; the tokenizer is saved the same way,
 then the card and its plot. Nothing else from the run folder (optimizer state, `training_args.bin`,
-checkpoints, data) is copied. A failure at any step leaves the destination as it was.
+checkpoints, data) is copied. The folder is written through `replacing_directory`, so a failure or a kill at
+any step leaves the previous export complete, or the new one: never a mix, never nothing.
 """
 
+import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from training.tasks import TASKS
 
 from .card import write_model_card
 from .checkpoint import check_checkpoint
-from .run import load_run
+from .run import DAMAGED_WEIGHTS_FIX, DamagedWeightsError, load_run, tensor_files
+
+LISTED_NAMES = 5  # unknown or missing tensors named in an error; the rest are counted
 
 
 def export_run(
@@ -31,26 +35,40 @@ def export_run(
     Refuses a non-empty `destination` unless `overwrite`; `repo_id` (the Hub id it will be pushed to) goes
     into the card's load snippet, which otherwise loads the folder itself.
     """
-    run = load_run(run_dir)  # refuses runs without results before any work is done
+    from custom_transformer.atomic_save import replacing_directory  # imports torch, which a card does not need
+
+    run = load_run(run_dir)  # refuses runs without results (or with unreadable weights) before any work is done
     destination = Path(destination).absolute()
     run_dir = run.directory.absolute()
     if destination == run_dir or destination in run_dir.parents:
         raise ValueError(f"Export destination {destination} would replace the run folder {run_dir}: pick another.")
+    _restore_killed_export(destination)  # so that --overwrite is judged on the export the user last had
     _refuse_non_empty(destination, overwrite)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
-    try:
+    # Exactly the exported files: an earlier export's extra shards or stray files are not carried over.
+    with replacing_directory(destination, carry_over=False) as staging:
         save_model_and_tokenizer(run_dir, run.task, staging, max_shard_size)
         write_model_card(run_dir, staging, repo_id=repo_id or f"./{destination.name}")
         check_checkpoint(staging, local_paths=(run_dir, destination))
         staging.chmod(0o755)  # mkdtemp makes the folder private, safetensors writes its files 0600
         for path in staging.iterdir():
             path.chmod(0o644)
-        _move_into_place(staging, destination, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _refuse_non_empty(destination, overwrite)  # again: something may have appeared meanwhile
     return destination
+
+
+def _restore_killed_export(destination: Path) -> None:
+    """Put back what a killed export left beside `destination`: `replacing_directory`'s leftovers, those of a
+    `save_pretrained` that replaced the staging folder the same way (`..NAME.saving-*`), and those of exports
+    before this one, which renamed twice and could leave the old export as `.NAME.previous-*`."""
+    from custom_transformer.atomic_save import restore_interrupted_replace
+
+    beside, name = destination.parent, destination.name
+    previous = sorted(beside.glob(f".{name}.previous-*"), key=os.path.getmtime)
+    if previous and not destination.exists():
+        previous.pop().rename(destination)
+    for leftover in [*previous, *beside.glob(f".{name}.partial-*"), *beside.glob(f"..{name}.saving-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    restore_interrupted_replace(destination)
 
 
 def save_model_and_tokenizer(run_dir: Path, task: str, output_dir: Path, max_shard_size: int | str) -> None:
@@ -58,8 +76,9 @@ def save_model_and_tokenizer(run_dir: Path, task: str, output_dir: Path, max_sha
     from transformers import AutoConfig, AutoTokenizer
 
     config = AutoConfig.from_pretrained(run_dir, trust_remote_code=True)
-    auto_class = _auto_class(config, task)
-    model = getattr(transformers, auto_class).from_pretrained(run_dir, trust_remote_code=True, dtype="auto")
+    auto_class = getattr(transformers, _auto_class(config, task))
+    check_tensor_names(run_dir, auto_class, config)
+    model = auto_class.from_pretrained(run_dir, trust_remote_code=True, dtype="auto")
     model.save_pretrained(output_dir, max_shard_size=max_shard_size)
     AutoTokenizer.from_pretrained(run_dir, trust_remote_code=True).save_pretrained(output_dir)
 
@@ -80,17 +99,42 @@ def _refuse_non_empty(destination: Path, overwrite: bool) -> None:
         raise FileExistsError(f"Export destination {destination} is not empty: pass --overwrite to replace it.")
 
 
-def _move_into_place(staging: Path, destination: Path, overwrite: bool) -> None:
-    """Rename the finished folder onto `destination`; an old one is set aside until the rename succeeded."""
-    _refuse_non_empty(destination, overwrite)  # again: something may have appeared meanwhile
-    if not destination.exists():
-        staging.rename(destination)
-        return
-    previous = staging.with_name(staging.name.replace(".partial-", ".previous-"))
-    destination.rename(previous)
-    try:
-        staging.rename(destination)
-    except BaseException:
-        previous.rename(destination)
-        raise
-    shutil.rmtree(previous)
+def check_tensor_names(folder: Path, auto_class: type, config) -> None:
+    """Refuse weights whose tensor names differ from those the model class expects for `config`.
+
+    `from_pretrained` fills an expected tensor the file lacks with random values and only logs it, so one flipped
+    byte in a tensor name (the header still parses) would be exported as a clean-looking, partly random model.
+    The expected names come from the model built on the meta device: its state dict, less tied copies that
+    `save_pretrained` leaves out and the keys the class itself says to ignore.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = auto_class.from_config(config, trust_remote_code=True)
+    expected = set(model.state_dict())
+    found = tensor_files(folder)
+    ignored_unknown = model._keys_to_ignore_on_load_unexpected or []
+    ignored_missing = [*(model._keys_to_ignore_on_load_missing or []), *(model._keys_to_ignore_on_save or [])]
+    unknown = sorted(
+        f"{key} (in {found[key]})" for key in found.keys() - expected if not _matches(key, ignored_unknown)
+    )
+    missing = sorted(
+        key
+        for key in expected - found.keys() - set(getattr(model, "all_tied_weights_keys", None) or {})
+        if not _matches(key, ignored_missing)
+    )
+    if unknown or missing:
+        raise DamagedWeightsError(
+            f"The weights in {folder} are not the tensors {type(model).__name__} expects for its config.json "
+            f"(unknown: {_listed(unknown)}; missing: {_listed(missing)}), so loading would fill the missing ones at "
+            f"random: the weights are damaged or belong to another model; {DAMAGED_WEIGHTS_FIX}."
+        )
+
+
+def _matches(key: str, patterns: list[str]) -> bool:
+    return any(re.search(pattern, key) for pattern in patterns)
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:LISTED_NAMES]) or "none"
+    return shown + (f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else "")

@@ -449,3 +449,23 @@ def test_other_bad_input_is_refused_with_one_line(make, tmp_path, capsys):
 
     assert capsys.readouterr() == ("", expected)
     assert listing(tmp_path) == before, "nothing was written"
+
+
+def test_a_file_that_cannot_be_written_is_one_line_and_the_next_run_finishes(old_checkpoint, monkeypatch, capsys):
+    before = files_of(old_checkpoint)
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(refresh.os, "replace", disk_full)
+    assert refresh.main([str(old_checkpoint)]) == 2
+
+    assert capsys.readouterr().err == (
+        f"refresh: error: cannot refresh {old_checkpoint} ([Errno 28] No space left on device): every file in it is "
+        "still whole; fix that and run the command again to finish.\n"
+    )
+    assert files_of(old_checkpoint) == before
+    assert sorted(p.name for p in old_checkpoint.iterdir() if p.name.startswith(".")) == []
+    monkeypatch.undo()
+    assert refresh.main([str(old_checkpoint)]) == 0
+    assert json.loads((old_checkpoint / "config.json").read_text())["code_version"] == CODE_VERSION

@@ -39,6 +39,7 @@ def replacing_directory(target: str | os.PathLike, *, carry_over: bool = True) -
     target.parent.mkdir(parents=True, exist_ok=True)
     restore_interrupted_replace(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    os.chmod(staging, target.stat().st_mode & 0o7777 if target.is_dir() else 0o777 & ~_umask())  # mkdtemp: 0700
     try:
         yield staging
         if carry_over and target.is_dir():
@@ -65,8 +66,16 @@ def restore_interrupted_replace(target: Path) -> None:
     olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
     if olds and not target.exists():
         os.rename(olds.pop(), target)
-    for leftover in [*olds, *target.parent.glob(f".{target.name}.saving-*")]:
+    # A save nested in another's staging folder (save_pretrained inside an export) leaves "..NAME.saving-*.saving-*".
+    staged = [*target.parent.glob(f".{target.name}.saving-*"), *target.parent.glob(f"..{target.name}.saving-*")]
+    for leftover in [*olds, *staged]:
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _carry_over(target: Path, staging: Path) -> None:

@@ -8,11 +8,15 @@ recorded with hooks. This file and its relative imports are copied into every ch
 uses transformers APIs that exist from 5.0 on (`transformers_compat.py` holds the few that moved).
 """
 
+import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -29,8 +33,9 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils import TransformersKwargs, can_return_tuple, is_torchdynamo_compiling, logging
 
+from .atomic_save import replacing_directory
 from .configuration_custom_transformer import CustomTransformerConfig
 from .transformers_compat import (
     ALL_ATTENTION_FUNCTIONS,
@@ -46,6 +51,8 @@ from .transformers_compat import (
     tie_heads_left_on_meta,
     update_cache,
 )
+
+logger = logging.get_logger(__name__)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Normalisation
@@ -388,6 +395,127 @@ class CustomTransformerLayer(GradientCheckpointingLayer):
 MASKS = {True: causal_mask, False: bidirectional_mask}  # keyed by `is_decoder`
 
 
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Name `input_ids` and `vocab_size` when an id has no embedding row: torch says only "index out of range in
+    self" (a device-side assert on GPU). One aminmax; skipped while compiling, exporting or tracing, where reading
+    the values back would break the graph."""
+    if is_torchdynamo_compiling() or torch.jit.is_tracing() or input_ids.is_meta or input_ids.numel() == 0:
+        return input_ids
+    low, high = (int(bound) for bound in torch.aminmax(input_ids))
+    if low < 0 or high >= vocab_size:
+        raise IndexError(
+            f"input_ids hold token ids from {low} to {high}, but vocab_size is {vocab_size}: every id must be in "
+            f"[0, {vocab_size - 1}]. Use the tokenizer the model was trained with (len(tokenizer) must not exceed "
+            "config.vocab_size, or call model.resize_token_embeddings(len(tokenizer))), and keep label values "
+            "such as -100 out of input_ids."
+        )
+    return input_ids
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints: replaced in one step when saved, refused when damaged
+
+DAMAGED_WEIGHTS_FIX = "copy the checkpoint again, or save it again from a model that loads"
+
+
+class DamagedCheckpointError(SafetensorError):
+    """Weights that cannot be trusted. A `SafetensorError`, so code that already catches safetensors' own error for
+    an unreadable file catches this one too."""
+
+
+def replaceable_in_one_step(target: Path) -> bool:
+    """Whether a save can go through a staging sibling that then replaces the folder (`atomic_save`).
+
+    A file is left to transformers, which refuses it. A mount point or a read-only parent (a container volume)
+    has no room for a sibling on the same file system: it is written in place, as transformers does.
+    """
+    if target.is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(target) or not os.access(target.parent, os.W_OK):
+        logger.warning(
+            f"Saving into {target} file by file: its parent folder cannot hold the staging folder that would replace "
+            "it in one step, so a save interrupted now can leave a mix of old and new files."
+        )
+        return False
+    return True
+
+
+def is_writing_rank(is_main_process: bool) -> bool:
+    """Only global rank 0 writes, as transformers decides from 5.15 on (earlier releases let every rank write)."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return is_main_process and (not distributed or torch.distributed.get_rank() == 0)
+
+
+def untrusted_missing_keys(model: PreTrainedModel, loading_info: dict) -> list[str]:
+    """The weights a load filled at random that the checkpoint should have held.
+
+    Only a head the checkpoint never had may be missing (a causal-LM checkpoint loaded for classification): the
+    checkpoint was saved from another class, and it holds none of that module's weights. The backbone, and any
+    weight of the class that saved it, must all be there; tied weights are never saved.
+    """
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+    missing = set(loading_info["missing_keys"]) - tied
+    saved_by_this_class = type(model).__name__ in (model.config.architectures or ())
+    backbone = "" if model.base_model is model else f"{model.base_model_prefix}."
+    loaded_modules = {key.rpartition(".")[0] for key in model.state_dict().keys() - missing - tied}
+
+    def new_head(key: str) -> bool:
+        return not (saved_by_this_class or key.startswith(backbone) or key.rpartition(".")[0] in loaded_modules)
+
+    return sorted(key for key in missing if not new_head(key))
+
+
+def _weight_files(name_or_path, subfolder: str | None, keys=(), prefix: str = "") -> str:
+    """The local weight files (of a sharded checkpoint: the shards meant to hold `keys`), or the repo id."""
+    if name_or_path is None:
+        return "The state_dict given to from_pretrained"
+    folder = Path(name_or_path, subfolder or "")
+    if not folder.is_dir():
+        return f"The checkpoint {name_or_path}"
+    index = next(iter(sorted(folder.glob("*.safetensors.index.json"))), None)
+    if index is None:
+        files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+        return ", ".join(map(str, files)) or str(folder)
+    weight_map = json.loads(index.read_text()).get("weight_map", {})
+    shards = {weight_map.get(key) or weight_map.get(f"{prefix}.{key}") for key in keys} - {None}
+    return ", ".join(str(folder / shard) for shard in sorted(shards)) or str(index)
+
+
+def _unreadable(path: Path) -> bool:
+    try:
+        with safe_open(path, framework="pt"):
+            return False
+    except SafetensorError:
+        return True
+
+
+def unreadable_weights_message(name_or_path, subfolder: str | None, error: SafetensorError) -> str:
+    folder = Path(name_or_path or "", subfolder or "")
+    if not name_or_path or not folder.is_dir():
+        return (
+            f"The weights of {name_or_path} are truncated or corrupt (SafetensorError: {error}): download them "
+            "again with from_pretrained(..., force_download=True)."
+        )
+    broken = [path for path in sorted(folder.glob("*.safetensors")) if _unreadable(path)] or [folder]
+    return f"{', '.join(map(str, broken))} is truncated or corrupt (SafetensorError: {error}): {DAMAGED_WEIGHTS_FIX}."
+
+
+def missing_weights_message(model, name_or_path, subfolder: str | None, missing: list, unexpected) -> str:
+    where = _weight_files(name_or_path, subfolder, missing, model.base_model_prefix)
+    unused = f"; it holds {_listed(sorted(unexpected))} instead, which nothing reads" if unexpected else ""
+    return (
+        f"{where} lacks weights that {type(model).__name__} expects: {_listed(missing)}{unused}. Loading would fill "
+        f"them at random: the checkpoint is damaged or belongs to another model; {DAMAGED_WEIGHTS_FIX} "
+        "(ignore_mismatched_sizes=True initialises them at random on purpose)."
+    )
+
+
+def _listed(keys: list[str], limit: int = 5) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Models
 
@@ -436,14 +564,56 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
             **kwargs,
         )
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Write an `auto_map` naming every head that fits this config, not only the class being saved.
+    def save_pretrained(
+        self, save_directory, is_main_process=True, state_dict=None, push_to_hub=False, *args, **kwargs
+    ):
+        """Write an `auto_map` naming every head that fits this config, and replace the folder in one step.
 
         transformers records only the saved class, so a checkpoint saved from the causal-LM head would not
-        load with `AutoModelForSequenceClassification` and `trust_remote_code=True`.
+        load with `AutoModelForSequenceClassification` and `trust_remote_code=True`. It also writes file by file
+        into the folder, so a kill or a full disk mid-save left the new config beside old or missing weights: here
+        the files go to a staging folder that becomes the checkpoint only when complete, keeping the folder's other
+        files (a Trainer's checkpoints and results). With `push_to_hub=True` the upload is part of the save: if it
+        fails, the folder keeps its previous checkpoint.
         """
         self.config.auto_map = auto_map(self.config)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        is_main_process = is_writing_rank(is_main_process)
+        if push_to_hub:
+            kwargs.setdefault("repo_id", Path(save_directory).name)  # transformers would name it after the staging
+        arguments = (is_main_process, state_dict, push_to_hub, *args)
+        target = Path(os.path.realpath(save_directory))  # through a symlink: the folder it points to
+        if not is_main_process or kwargs.get("distributed_checkpoint") or not replaceable_in_one_step(target):
+            return super().save_pretrained(save_directory, *arguments, **kwargs)
+        with replacing_directory(target) as staging:
+            super().save_pretrained(staging, *arguments, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """Refuse weights that cannot be trusted (`DamagedCheckpointError`, naming the file and the fix).
+
+        transformers fills a weight the checkpoint lacks at random and only logs it, so one flipped byte in a
+        tensor name gives a model that loads and computes garbage; and safetensors names neither the file nor the
+        fix for a truncated one. Weights may be missing only for a head the checkpoint never had, when
+        `ignore_mismatched_sizes=True` asks for new weights, or for a caller that takes the missing keys to judge
+        itself (`output_loading_info=True`, as transformers' own tests and our converter do).
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        subfolder = kwargs.get("subfolder")
+        try:
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        except SafetensorError as error:
+            message = unreadable_weights_message(pretrained_model_name_or_path, subfolder, error)
+            raise DamagedCheckpointError(message) from None
+        if output_loading_info:
+            return model, loading_info
+        missing = untrusted_missing_keys(model, loading_info)
+        if missing and not kwargs.get("ignore_mismatched_sizes"):
+            unexpected = loading_info["unexpected_keys"]
+            message = missing_weights_message(model, pretrained_model_name_or_path, subfolder, missing, unexpected)
+            raise DamagedCheckpointError(message)
+        return model
 
 
 class CustomTransformerModel(CustomTransformerPreTrainedModel):
@@ -487,7 +657,7 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
+            inputs_embeds = self.embed_tokens(check_token_ids(input_ids, self.config.vocab_size))
         cache = pop_cache(past_key_values, kwargs)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)

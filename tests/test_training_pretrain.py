@@ -17,7 +17,12 @@ from training import pretrain, train_tokenizer
 from training.common import newest_complete_checkpoint
 
 KILLED_AT_STEP = Path(__file__).parent / "helpers" / "pretrain_killed_at_step.py"
-REMOTE_CODE = ("configuration_custom_transformer.py", "modeling_custom_transformer.py", "transformers_compat.py")
+REMOTE_CODE = (
+    "atomic_save.py",
+    "configuration_custom_transformer.py",
+    "modeling_custom_transformer.py",
+    "transformers_compat.py",
+)
 
 
 @pytest.fixture(scope="module")

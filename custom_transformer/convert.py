@@ -48,7 +48,7 @@ from transformers import (
 from transformers.initialization import no_init_weights
 from transformers.pytorch_utils import Conv1D
 
-from .atomic_save import replacing_directory
+from .checkpoint_io import DamagedCheckpointError, replacing_directory
 from .configuration_custom_transformer import CustomTransformerConfig
 from .modeling_custom_transformer import (
     CustomTransformerForCausalLM,
@@ -368,6 +368,8 @@ def _load_source(model_class: type[PreTrainedModel], source_dir: str | Path) -> 
     fix = "copy the checkpoint again, or save it again from a model that loads"
     try:
         source, loading_info = model_class.from_pretrained(source_dir, output_loading_info=True)
+    except DamagedCheckpointError as error:  # our own classes name the file and the fix themselves
+        raise ValueError(str(error)) from None
     except SafetensorError as error:
         raise ValueError(f"The weights in {source_dir} are truncated or corrupt ({error}): {fix}.") from None
     if loading_info["missing_keys"]:

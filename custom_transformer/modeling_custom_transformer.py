@@ -8,7 +8,6 @@ recorded with hooks. This file and its relative imports are copied into every ch
 uses transformers APIs that exist from 5.0 on (`transformers_compat.py` holds the few that moved).
 """
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -33,9 +32,17 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs, can_return_tuple, is_torchdynamo_compiling, logging
+from transformers.utils import TransformersKwargs, can_return_tuple, is_torchdynamo_compiling
 
-from .atomic_save import replacing_directory
+from .checkpoint_io import (
+    DamagedCheckpointError,
+    is_writing_rank,
+    missing_weights_message,
+    replaceable_in_one_step,
+    replacing_directory,
+    unreadable_weights_message,
+    untrusted_missing_keys,
+)
 from .configuration_custom_transformer import CustomTransformerConfig
 from .transformers_compat import (
     ALL_ATTENTION_FUNCTIONS,
@@ -51,8 +58,6 @@ from .transformers_compat import (
     tie_heads_left_on_meta,
     update_cache,
 )
-
-logger = logging.get_logger(__name__)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Normalisation
@@ -410,110 +415,6 @@ def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
             "such as -100 out of input_ids."
         )
     return input_ids
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checkpoints: replaced in one step when saved, refused when damaged
-
-DAMAGED_WEIGHTS_FIX = "copy the checkpoint again, or save it again from a model that loads"
-
-
-class DamagedCheckpointError(SafetensorError):
-    """Weights that cannot be trusted. A `SafetensorError`, so code that already catches safetensors' own error for
-    an unreadable file catches this one too."""
-
-
-def replaceable_in_one_step(target: Path) -> bool:
-    """Whether a save can go through a staging sibling that then replaces the folder (`atomic_save`).
-
-    A file is left to transformers, which refuses it. A mount point or a read-only parent (a container volume)
-    has no room for a sibling on the same file system: it is written in place, as transformers does.
-    """
-    if target.is_file():
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.ismount(target) or not os.access(target.parent, os.W_OK):
-        logger.warning(
-            f"Saving into {target} file by file: its parent folder cannot hold the staging folder that would replace "
-            "it in one step, so a save interrupted now can leave a mix of old and new files."
-        )
-        return False
-    return True
-
-
-def is_writing_rank(is_main_process: bool) -> bool:
-    """Only global rank 0 writes, as transformers decides from 5.15 on (earlier releases let every rank write)."""
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return is_main_process and (not distributed or torch.distributed.get_rank() == 0)
-
-
-def untrusted_missing_keys(model: PreTrainedModel, loading_info: dict) -> list[str]:
-    """The weights a load filled at random that the checkpoint should have held.
-
-    Only a head the checkpoint never had may be missing (a causal-LM checkpoint loaded for classification): the
-    checkpoint was saved from another class, and it holds none of that module's weights. The backbone, and any
-    weight of the class that saved it, must all be there; tied weights are never saved.
-    """
-    tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-    missing = set(loading_info["missing_keys"]) - tied
-    saved_by_this_class = type(model).__name__ in (model.config.architectures or ())
-    backbone = "" if model.base_model is model else f"{model.base_model_prefix}."
-    loaded_modules = {key.rpartition(".")[0] for key in model.state_dict().keys() - missing - tied}
-
-    def new_head(key: str) -> bool:
-        return not (saved_by_this_class or key.startswith(backbone) or key.rpartition(".")[0] in loaded_modules)
-
-    return sorted(key for key in missing if not new_head(key))
-
-
-def _weight_files(name_or_path, subfolder: str | None, keys=(), prefix: str = "") -> str:
-    """The local weight files (of a sharded checkpoint: the shards meant to hold `keys`), or the repo id."""
-    if name_or_path is None:
-        return "The state_dict given to from_pretrained"
-    folder = Path(name_or_path, subfolder or "")
-    if not folder.is_dir():
-        return f"The checkpoint {name_or_path}"
-    index = next(iter(sorted(folder.glob("*.safetensors.index.json"))), None)
-    if index is None:
-        files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-        return ", ".join(map(str, files)) or str(folder)
-    weight_map = json.loads(index.read_text()).get("weight_map", {})
-    shards = {weight_map.get(key) or weight_map.get(f"{prefix}.{key}") for key in keys} - {None}
-    return ", ".join(str(folder / shard) for shard in sorted(shards)) or str(index)
-
-
-def _unreadable(path: Path) -> bool:
-    try:
-        with safe_open(path, framework="pt"):
-            return False
-    except SafetensorError:
-        return True
-
-
-def unreadable_weights_message(name_or_path, subfolder: str | None, error: SafetensorError) -> str:
-    folder = Path(name_or_path or "", subfolder or "")
-    if not name_or_path or not folder.is_dir():
-        return (
-            f"The weights of {name_or_path} are truncated or corrupt (SafetensorError: {error}): download them "
-            "again with from_pretrained(..., force_download=True)."
-        )
-    broken = [path for path in sorted(folder.glob("*.safetensors")) if _unreadable(path)] or [folder]
-    return f"{', '.join(map(str, broken))} is truncated or corrupt (SafetensorError: {error}): {DAMAGED_WEIGHTS_FIX}."
-
-
-def missing_weights_message(model, name_or_path, subfolder: str | None, missing: list, unexpected) -> str:
-    where = _weight_files(name_or_path, subfolder, missing, model.base_model_prefix)
-    unused = f"; it holds {_listed(sorted(unexpected))} instead, which nothing reads" if unexpected else ""
-    return (
-        f"{where} lacks weights that {type(model).__name__} expects: {_listed(missing)}{unused}. Loading would fill "
-        f"them at random: the checkpoint is damaged or belongs to another model; {DAMAGED_WEIGHTS_FIX} "
-        "(ignore_mismatched_sizes=True initialises them at random on purpose)."
-    )
-
-
-def _listed(keys: list[str], limit: int = 5) -> str:
-    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ CODE_KEYS = ("auto_map", "code_version")
 # that the installed code no longer ships is stale and removed; files with any other name are never touched.
 # Add a name here when the package starts shipping a new file (tests/test_refresh.py checks this).
 SHIPPED_CODE_FILES = (
-    "atomic_save.py",
+    "checkpoint_io.py",
     "configuration_custom_transformer.py",
     "modeling_custom_transformer.py",
     "presets.py",

@@ -35,7 +35,7 @@ def export_run(
     Refuses a non-empty `destination` unless `overwrite`; `repo_id` (the Hub id it will be pushed to) goes
     into the card's load snippet, which otherwise loads the folder itself.
     """
-    from custom_transformer.atomic_save import replacing_directory  # imports torch, which a card does not need
+    from custom_transformer.checkpoint_io import replacing_directory  # imports torch, which a card does not need
 
     run = load_run(run_dir)  # refuses runs without results (or with unreadable weights) before any work is done
     destination = Path(destination).absolute()
@@ -60,7 +60,7 @@ def _restore_killed_export(destination: Path) -> None:
     """Put back what a killed export left beside `destination`: `replacing_directory`'s leftovers, those of a
     `save_pretrained` that replaced the staging folder the same way (`..NAME.saving-*`), and those of exports
     before this one, which renamed twice and could leave the old export as `.NAME.previous-*`."""
-    from custom_transformer.atomic_save import restore_interrupted_replace
+    from custom_transformer.checkpoint_io import restore_interrupted_replace
 
     beside, name = destination.parent, destination.name
     previous = sorted(beside.glob(f".{name}.previous-*"), key=os.path.getmtime)

@@ -22,7 +22,7 @@ from model_cards.card import TEMPLATE_PATH, card_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_FILES = {
-    "atomic_save.py",
+    "checkpoint_io.py",
     "configuration_custom_transformer.py",
     "modeling_custom_transformer.py",
     "transformers_compat.py",

@@ -162,7 +162,7 @@ def test_auto_map_names_every_applicable_head_whichever_head_is_saved(tmp_path, 
     assert set(config.auto_map) == {"AutoConfig", *(AUTO_CLASSES.keys() - lm_heads), expected_lm}
     assert config.auto_map["AutoConfig"] == "configuration_custom_transformer.CustomTransformerConfig"
     assert {p.name for p in tmp_path.glob("*.py")} == {
-        "atomic_save.py",
+        "checkpoint_io.py",
         "configuration_custom_transformer.py",
         "modeling_custom_transformer.py",
         "transformers_compat.py",

@@ -91,12 +91,12 @@ KILLED_SAVE = textwrap.dedent(
     import os, signal, sys
     import torch, transformers.modeling_utils
     from transformers import PreTrainedConfig
-    from custom_transformer import CustomTransformerForCausalLM, atomic_save
+    from custom_transformer import CustomTransformerForCausalLM, checkpoint_io
     from helpers.models import tiny_config
 
     folder, point = sys.argv[1], sys.argv[2]
     kill = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
-    write_config, write_weights, fsync_tree = PreTrainedConfig.to_json_file, transformers.modeling_utils.safe_save_file, atomic_save._fsync_tree
+    write_config, write_weights, fsync_tree = PreTrainedConfig.to_json_file, transformers.modeling_utils.safe_save_file, checkpoint_io._fsync_tree
     written = []
 
     def weights_then_kill(*args, **kwargs):
@@ -110,7 +110,7 @@ KILLED_SAVE = textwrap.dedent(
         "between config and weights": (PreTrainedConfig, "to_json_file", lambda *a, **k: (write_config(*a, **k), kill())),
         "before the first weights": (transformers.modeling_utils, "safe_save_file", kill),
         "between two shards": (transformers.modeling_utils, "safe_save_file", weights_then_kill),
-        "after every file, before the swap": (atomic_save, "_fsync_tree", kill),
+        "after every file, before the swap": (checkpoint_io, "_fsync_tree", kill),
     }
     owner, name, replacement = patches[point]
     setattr(owner, name, replacement)
@@ -298,7 +298,7 @@ def test_push_to_hub_uploads_what_the_save_wrote(run_folder, hub, tmp_path):
     commit = hub.repos["org/tiny"].resolve("main")
     local = files_of(run_folder)
     assert commit.message == "First"
-    assert {"config.json", "model.safetensors", "atomic_save.py", "README.md"} <= commit.files.keys()
+    assert {"config.json", "model.safetensors", "checkpoint_io.py", "README.md"} <= commit.files.keys()
     assert {name: local[name] for name in commit.files} == commit.files  # the pushed files are the saved ones
     assert not commit.files.keys() & RUN_FILES.keys()  # files the save did not write are not uploaded, as before
     assert_loads_as(run_folder, new_model())

@@ -31,14 +31,14 @@ FIX = "copy the weights again from where they came from, or save the model again
 # tool's staging folder (a hidden sibling) the same way.
 KILLER = """
 import os, signal, sys
-from custom_transformer import atomic_save
+from custom_transformer import checkpoint_io
 
 def killed(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 def at_the_destination(step):
-    exchange = atomic_save._exchange
-    atomic_save._exchange = lambda a, b: step(a, b) if not os.path.basename(b).startswith(".") else exchange(a, b)
+    exchange = checkpoint_io._exchange
+    checkpoint_io._exchange = lambda a, b: step(a, b) if not os.path.basename(b).startswith(".") else exchange(a, b)
 
 def second_rename_killed(source, target):
     os.rename = killed
@@ -52,7 +52,7 @@ point, module, rename = sys.argv[1], __import__(sys.argv[2], fromlist=["main"]),
 if point == "before the swap":
     at_the_destination(killed)
 elif point == "after the swap":
-    exchange = atomic_save._exchange
+    exchange = checkpoint_io._exchange
     at_the_destination(lambda a, b: exchange(a, b) and killed())
 elif point == "between the fallback renames":
     at_the_destination(no_exchange)
@@ -144,7 +144,7 @@ def test_an_export_killed_at_any_step_leaves_the_old_export_or_the_new_one(run_d
     killed = run_killed(point, "model_cards.__main__", *command)
 
     assert killed.returncode == -9, killed.stderr
-    if left is None:  # only without renameat2: the next export (or save) through atomic_save puts it back first
+    if left is None:  # only without renameat2: the next export (or save) through checkpoint_io puts it back first
         assert not old_export.exists()
         (aside,) = tmp_path.glob(".export.old-*")
         assert files_of(aside) == exports["old"]

@@ -18,7 +18,7 @@ from training.common import newest_complete_checkpoint
 
 KILLED_AT_STEP = Path(__file__).parent / "helpers" / "pretrain_killed_at_step.py"
 REMOTE_CODE = (
-    "atomic_save.py",
+    "checkpoint_io.py",
     "configuration_custom_transformer.py",
     "modeling_custom_transformer.py",
     "transformers_compat.py",

@@ -104,7 +104,9 @@ def test_damaged_weights_are_named_with_the_fix(workspace, tmp_path, damage):
     weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00" * 64)
     argv = finetune_argv(workspace, tmp_path / "out")
     argv[argv.index("--model_name_or_path") + 1] = str(broken)
-    with pytest.raises(DataError, match=r"broken/model.safetensors is truncated or corrupt .*copy the checkpoint again"):
+    with pytest.raises(
+        DataError, match=r"broken/model.safetensors is truncated or corrupt .*copy the checkpoint again"
+    ):
         finetune.main(argv)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers.training_data import FAST, TINY_MODEL, make_workspace, read_json, write_jsonl
 
-from training import finetune, pretrain
+from training import common, finetune, pretrain
 from training.common import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,3 +144,11 @@ def test_the_command_line_prints_one_error_line_not_a_traceback(workspace, tmp_p
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: --max_steps 0 trains nothing")
     assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_that_would_not_fit_on_the_disk_is_refused_before_training(workspace, tmp_path, monkeypatch):
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(common.shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    with pytest.raises(DataError, match=r"has 0.1 MiB free, less than one checkpoint of this model needs"):
+        finetune.main(finetune_argv(workspace, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -138,11 +138,20 @@ def test_the_lock_pins_the_newest_release_the_checkpoint_code_names_as_verified(
     assert locked_versions()["transformers"] == compat.NEWEST_VERIFIED_TRANSFORMERS_VERSION
 
 
+def installed_version(name: str) -> str | None:
+    """The version `import` finds first on sys.path. Not `distributions()` as a whole: it also lists copies that
+    libraries vendor and append to sys.path (setuptools' `_vendor/packaging-*`, added once inductor imports it)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def test_the_suite_runs_on_exactly_the_locked_versions():
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    installed = {name: installed_version(name) for name in locked_versions()}
     drifted = {
-        name: f"locked {pinned}, installed {installed.get(name, 'nothing')}"
+        name: f"locked {pinned}, installed {installed[name] or 'nothing'}"
         for name, pinned in locked_versions().items()
-        if Version(installed.get(name, "0")).public != Version(pinned).public  # 2.13.0+cpu is 2.13.0
+        if Version(installed[name] or "0").public != Version(pinned).public  # 2.13.0+cpu is 2.13.0
     }
     assert not drifted, f"this environment is not the locked one (re-create it with `make install`): {drifted}"

@@ -65,7 +65,7 @@ def replacing_directory(target: str | os.PathLike, *, carry_over: bool = True) -
             os.rename(target, old)
             os.rename(staging, target)
             shutil.rmtree(old)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -129,10 +129,11 @@ def _fsync_tree(folder: Path) -> None:
             if not os.path.islink(path):
                 with open(path, "rb") as f:
                     os.fsync(f.fileno())
-        _fsync_directory(Path(root))
+        fsync_directory(Path(root))
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
+    """Make a rename or removal in `folder` durable."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -12,7 +12,6 @@ tool: it is not copied into checkpoints and may use transformers' model classes.
 """
 
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,13 +348,9 @@ def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "cu
     target = _build(head.target, target_config, state_dict, head.zero_filled).to(source.dtype)
     if target.can_generate() and source.can_generate():
         target.generation_config = source.generation_config
-    for leftover in Path(target_dir).absolute().parent.glob(f"..{Path(target_dir).name}.saving-*"):
-        shutil.rmtree(leftover)  # a killed save_pretrained of ours, which replaces the staging folder the same way
     with replacing_directory(target_dir) as staging:
         target.save_pretrained(staging)
         _save_tokenizer(source_dir, staging)
-        # mkdtemp made the folder private: keep the mode the target had, else the usual 0755.
-        staging.chmod(Path(target_dir).stat().st_mode & 0o777 if Path(target_dir).is_dir() else 0o755)
     return target
 
 

@@ -35,6 +35,7 @@ from packaging import version
 from transformers.dynamic_module_utils import get_relative_import_files
 
 from . import modeling_custom_transformer as modeling
+from .checkpoint_io import fsync_directory
 from .configuration_custom_transformer import CODE_VERSION, CustomTransformerConfig
 
 CONFIG_NAME = "config.json"
@@ -210,7 +211,7 @@ def refresh_folder(folder: str | Path, *, dry_run: bool = False, out=print) -> P
             write_atomic(folder / name, content)
     for name in plan.deletes:
         (folder / name).unlink()
-        fsync_folder(folder)
+        fsync_directory(folder)
     if CONFIG_NAME in plan.writes:
         write_atomic(folder / CONFIG_NAME, plan.writes[CONFIG_NAME])
     return plan
@@ -231,16 +232,7 @@ def write_atomic(path: Path, content: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    fsync_folder(path.parent)
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or removal in `folder` durable."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_directory(path.parent)
 
 
 # -- Hub repo ----------------------------------------------------------------------------------------------------

@@ -57,16 +57,16 @@ def export_run(
 
 
 def _restore_killed_export(destination: Path) -> None:
-    """Put back what a killed export left beside `destination`: `replacing_directory`'s leftovers, those of a
-    `save_pretrained` that replaced the staging folder the same way (`..NAME.saving-*`), and those of exports
-    before this one, which renamed twice and could leave the old export as `.NAME.previous-*`."""
+    """Put back what a killed export left beside `destination`: `replacing_directory`'s leftovers (its own and
+    those of a `save_pretrained` nested in its staging folder), and those of exports before this one, which
+    renamed twice and could leave the old export as `.NAME.previous-*`."""
     from custom_transformer.checkpoint_io import restore_interrupted_replace
 
     beside, name = destination.parent, destination.name
     previous = sorted(beside.glob(f".{name}.previous-*"), key=os.path.getmtime)
     if previous and not destination.exists():
         previous.pop().rename(destination)
-    for leftover in [*previous, *beside.glob(f".{name}.partial-*"), *beside.glob(f"..{name}.saving-*")]:
+    for leftover in [*previous, *beside.glob(f".{name}.partial-*")]:
         shutil.rmtree(leftover, ignore_errors=True)
     restore_interrupted_replace(destination)
 

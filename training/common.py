@@ -160,6 +160,15 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return value
 
 
+def resume_or_start(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from (None: a new run), once the run is known to train at all and to own
+    --output_dir: what both scripts check before anything is loaded."""
+    resume_from = checkpoint_to_resume(training_args)
+    check_output_dir(training_args, resume_from)
+    check_training_length(training_args)
+    return resume_from
+
+
 def check_output_dir(training_args: TrainingArguments, resume_from: str | None):
     """Refuse to write into a folder holding another run: its checkpoints would be rotated away and its model,
     config and run_info.json overwritten. Resuming that run, or --overwrite_output_dir, is the user's call."""

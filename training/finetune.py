@@ -35,15 +35,13 @@ from .common import (
     DataFileArguments,
     add_validation_split,
     check_disk_space,
-    check_output_dir,
     check_tokenizer_fits,
-    check_training_length,
-    checkpoint_to_resume,
     load_data,
     parse_args,
     preset_of,
     require_columns,
     require_model_folder,
+    resume_or_start,
     run_main,
     setup_logging,
     train_and_evaluate,
@@ -392,9 +390,7 @@ def main(argv: list[str] | dict | None = None) -> dict:
     )
     task = resolve_task(data_args, base_config)
     check_arguments(task, base_config, data_args, training_args)
-    resume_from = checkpoint_to_resume(training_args)
-    check_output_dir(training_args, resume_from)
-    check_training_length(training_args)
+    resume_from = resume_or_start(training_args)
     input_column, label_column = task.column_flags(data_args)
 
     raw = load_data(data_args, training_args)

@@ -32,16 +32,14 @@ from .common import (
     TrainingArguments,
     add_validation_split,
     check_disk_space,
-    check_output_dir,
     check_tokenizer_fits,
-    check_training_length,
-    checkpoint_to_resume,
     load_data,
     parse_args,
     perplexity,
     preset_of,
     require_columns,
     require_model_folder,
+    resume_or_start,
     run_main,
     setup_logging,
     train_and_evaluate,
@@ -190,9 +188,7 @@ def main(argv: list[str] | dict | None = None) -> dict:
     started = time.perf_counter()
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     setup_logging(training_args)
-    resume_from = checkpoint_to_resume(training_args)
-    check_output_dir(training_args, resume_from)
-    check_training_length(training_args)
+    resume_from = resume_or_start(training_args)
 
     # Everything that can be wrong with the inputs is found here, before a model exists.
     if model_args.model_name_or_path is not None:

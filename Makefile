@@ -7,6 +7,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 LOCK ?= constraints.txt
+# torchao lives beside the venv, not in it: see the `quantization` extra in pyproject.toml.
+TORCHAO_SITE = $(VENV)/torchao-site
 
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -20,7 +22,8 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(LOCK) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c $(LOCK) -e ".[train,dev,serving]"
+	$(PY) -m pip install -q -c $(LOCK) -e ".[train,dev,serving,ecosystem]"
+	$(PY) -m pip install -q -c $(LOCK) --no-deps --upgrade --target $(TORCHAO_SITE) torchao
 	touch $@
 
 demo: install
@@ -43,9 +46,11 @@ lock:
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install -q --upgrade pip
 	$(VENV)-lock/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(VENV)-lock/bin/python -m pip install -q -e ".[train,dev,serving]"
+	$(VENV)-lock/bin/python -m pip install -q -e ".[train,dev,serving,ecosystem]"
+	$(VENV)-lock/bin/python -m pip install -q --no-deps --target $(VENV)-lock/torchao-site torchao
 	{ echo "# Pinned by 'make lock' on $$(date -u +%F), after the suite passed on exactly these versions."; \
-	  $(VENV)-lock/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > $(LOCK).new
+	  { $(VENV)-lock/bin/python -m pip freeze --exclude-editable; \
+	    $(VENV)-lock/bin/python -m pip freeze --path $(VENV)-lock/torchao-site; } | sed 's/+cpu$$//' | LC_ALL=C sort -f; } > $(LOCK).new
 	$(VENV)-lock/bin/python tests/helpers/transformers_test_suite.py
 	CT_LOCK=$(LOCK).new $(VENV)-lock/bin/python -m pytest
 	mv $(LOCK).new $(LOCK)

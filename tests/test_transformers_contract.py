@@ -15,6 +15,7 @@ import pytest
 import torch
 import transformers
 from helpers.models import DECODER_PRESETS, make_inputs, tiny_config
+from helpers.side_packages import TORCHAO_SITE
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from transformers import DynamicCache, GenerationConfig, Trainer, TrainingArguments
@@ -139,12 +140,14 @@ def test_the_lock_pins_the_newest_release_the_checkpoint_code_names_as_verified(
 
 
 def installed_version(name: str) -> str | None:
-    """The version `import` finds first on sys.path. Not `distributions()` as a whole: it also lists copies that
-    libraries vendor and append to sys.path (setuptools' `_vendor/packaging-*`, added once inductor imports it)."""
+    """The version `import` finds first on sys.path, else the one installed beside the venv (torchao, see
+    helpers/side_packages.py). Not `distributions()` as a whole: it also lists copies that libraries vendor and
+    append to sys.path (setuptools' `_vendor/packaging-*`, added once inductor imports it)."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
-        return None
+        beside = next(iter(importlib.metadata.distributions(name=name, path=[str(TORCHAO_SITE)])), None)
+        return beside.version if beside else None
 
 
 def test_the_suite_runs_on_exactly_the_locked_versions():

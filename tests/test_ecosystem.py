@@ -1,11 +1,12 @@
 """The tools people point at a Hugging Face model: pipelines, PEFT, Trainer checkpoints."""
 
+import peft
 import pytest
 import torch
 from helpers.models import tiny_config
-from tokenizers import Tokenizer, models, pre_tokenizers
+from helpers.word_tokenizer import WORDS, save_with_tokenizer
 from torch.testing import assert_close
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, pipeline
+from transformers import AutoModelForCausalLM, pipeline
 
 from custom_transformer import (
     CustomTransformerForCausalLM,
@@ -13,28 +14,6 @@ from custom_transformer import (
     CustomTransformerForSequenceClassification,
     CustomTransformerForTokenClassification,
 )
-
-WORDS = ["<pad>", "<s>", "</s>", "<mask>", "<unk>"] + "the cat sat on a mat dog ran far away big small".split()
-
-
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer over a tiny vocabulary whose special ids match the tiny configs."""
-    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        mask_token="<mask>",
-        unk_token="<unk>",
-    )
-
-
-def save_with_tokenizer(model, folder):
-    model.save_pretrained(folder)
-    word_tokenizer().save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +40,6 @@ def test_pipelines_run_from_a_saved_folder(tmp_path, task, model_class, preset, 
 
 
 def test_lora_adapters_train_save_and_reload(tmp_path):
-    peft = pytest.importorskip("peft")
     torch.manual_seed(0)
     base_folder = save_with_tokenizer(CustomTransformerForCausalLM(tiny_config("llama")), tmp_path / "base")
     model = peft.get_peft_model(

@@ -1,0 +1,246 @@
+"""Run in a fresh interpreter: every "works with" row that loads a checkpoint, where `custom_transformer` cannot be imported.
+
+Usage: python works_with_without_package.py CASES.json RESULT.json
+
+CASES.json (written by tests/test_works_with.py) names the checkpoint folders, the inputs, and a scratch folder.
+Every model here comes from a folder's own code (`trust_remote_code=True`); RESULT.json gets, per row, the numbers
+the test compares with the model run in the test's own process (or the row's error, as text: the run goes on).
+"""
+
+import contextlib
+import io
+import json
+import runpy
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import transformers
+
+# Before any checkpoint loads: `import custom_transformer` fails from here on (the project's one blocker).
+runpy.run_path(str(Path(__file__).resolve().parents[2] / "training" / "without_package.py"))
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline  # noqa: E402
+
+
+def load(folder: str, **kwargs):
+    return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, **kwargs).eval()
+
+
+def logits_of(model, batch: dict) -> list:
+    with torch.no_grad():
+        return model(**batch, use_cache=False).logits.float().tolist()
+
+
+def pipelines(cases: dict, batch: dict) -> dict:
+    """zero-shot-classification, feature-extraction, and text-generation with chat messages in."""
+    chat = pipeline("text-generation", model=cases["causal"], trust_remote_code=True)
+    reply = chat(cases["chat"], max_new_tokens=cases["max_new_tokens"], do_sample=False)[0]["generated_text"]
+    features = pipeline("feature-extraction", model=cases["causal"], trust_remote_code=True)
+    zero_shot = pipeline("zero-shot-classification", model=cases["classifier"], trust_remote_code=True)
+    scored = zero_shot(cases["premise"], candidate_labels=cases["candidate_labels"], **cases["zero_shot_options"])
+    return {
+        "chat": reply,
+        "chat_model_module": type(chat.model).__module__,
+        "features": features(cases["sentence"]),
+        "features_model_class": type(features.model).__name__,
+        "zero_shot": dict(zip(scored["labels"], scored["scores"])),
+        "zero_shot_model_class": type(zero_shot.model).__name__,
+    }
+
+
+def peft_lora(cases: dict, batch: dict) -> dict:
+    """The merged LoRA model as a plain checkpoint, and the adapter on the remote-code base."""
+    import peft
+
+    adapted = peft.PeftModel.from_pretrained(load(cases["causal"]), cases["adapter"]).eval()
+    return {
+        "merged": logits_of(load(cases["merged"]), batch),
+        "adapter_on_base": logits_of(adapted, batch),
+        "peft_version": peft.__version__,
+    }
+
+
+class LogitsOnly(torch.nn.Module):
+    """What an exported graph computes: ids and mask in, logits out (no cache)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+def onnx_export(cases: dict, batch: dict) -> dict:
+    """`torch.onnx.export(dynamo=True)` with dynamic batch and sequence, run in onnxruntime at two shapes."""
+    import onnxruntime
+
+    path = Path(cases["scratch"]) / "onnx" / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")}
+    started = time.perf_counter()
+    torch.onnx.export(
+        LogitsOnly(load(cases["causal"])),
+        (batch["input_ids"], batch["attention_mask"]),
+        str(path),
+        dynamo=True,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_shapes={"input_ids": dims, "attention_mask": dims},
+    )
+    export_s = time.perf_counter() - started
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    runs = {}
+    for name in ("batch", "other_shape"):
+        feed = {key: torch.tensor(value).numpy() for key, value in cases[name].items()}
+        runs[name] = session.run(["logits"], feed)[0].tolist()
+    return {**runs, "export_s": export_s}
+
+
+def torchao_int8(cases: dict, batch: dict) -> dict:
+    """Int8 weight-only through `quantization_config`, saved and loaded again."""
+    from torchao.quantization import Int8WeightOnlyConfig
+    from transformers import TorchAoConfig
+
+    quantized = load(cases["causal"], quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+    folder = Path(cases["scratch"]) / "int8"
+    quantized.save_pretrained(folder)
+    reloaded = load(str(folder))
+    return {
+        "quantized": logits_of(quantized, batch),
+        "reloaded": logits_of(reloaded, batch),
+        "weight_type": type(quantized.model.layers[0].self_attn.q_proj.weight).__name__,
+        "reloaded_weight_type": type(reloaded.model.layers[0].self_attn.q_proj.weight).__name__,
+        "saved_files": sorted(path.name for path in folder.iterdir()),
+    }
+
+
+def disk_offload(cases: dict, batch: dict) -> dict:
+    """`device_map="auto"` with too little memory for the model: the later layers wait on disk."""
+    folder = Path(cases["scratch"]) / "offload"
+    model = load(cases["causal"], device_map="auto", max_memory={"cpu": cases["cpu_budget"]}, offload_folder=folder)
+    return {
+        "device_map": {name: str(device) for name, device in model.hf_device_map.items()},
+        "logits": logits_of(model, batch),
+    }
+
+
+def bfloat16(cases: dict, batch: dict) -> dict:
+    """`dtype=torch.bfloat16` on load, a forward pass and greedy generation in bf16."""
+    model = load(cases["causal"], dtype=torch.bfloat16)
+    prompt = {key: torch.tensor(value) for key, value in cases["prompt"].items()}
+    new_tokens = cases["max_new_tokens"]
+    with torch.no_grad():
+        generated = model.generate(**prompt, do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    return {
+        "dtypes": sorted({str(parameter.dtype) for parameter in model.parameters()}),
+        "logits": logits_of(model, batch),
+        "generated": generated[:, prompt["input_ids"].shape[1] :].tolist(),
+    }
+
+
+def sharded_resave(cases: dict, batch: dict) -> dict:
+    """A loaded checkpoint saved again in small shards, then loaded from them."""
+    folder = Path(cases["scratch"]) / "sharded"
+    load(cases["causal"]).save_pretrained(folder, max_shard_size=cases["max_shard_size"])
+    return {
+        "shards": len(list(folder.glob("model-*-of-*.safetensors"))),
+        "has_index": (folder / "model.safetensors.index.json").is_file(),
+        "logits": logits_of(load(str(folder)), batch),
+    }
+
+
+def attention_switch(cases: dict, batch: dict) -> dict:
+    """`set_attn_implementation` on remote code: the config must really change, each time."""
+    model = load(cases["causal"])
+    seen = {"loaded": (model.config._attn_implementation, logits_of(model, batch))}
+    for backend in ("eager", "sdpa"):
+        model.set_attn_implementation(backend)
+        seen[backend] = (model.config._attn_implementation, logits_of(model, batch))
+    return {step: {"config": config, "logits": logits} for step, (config, logits) in seen.items()}
+
+
+def generation_strategies(cases: dict, batch: dict) -> dict:
+    """Beam search, prompt lookup, assisted generation and both streamers on a remote-code model."""
+    model = load(cases["causal"])
+    tokenizer = AutoTokenizer.from_pretrained(cases["causal"], trust_remote_code=True)
+    new_tokens = cases["max_new_tokens"]
+    prompt = {key: torch.tensor(value) for key, value in cases["prompt"].items()}
+    single = {key: torch.tensor(value) for key, value in cases["single_prompt"].items()}
+    fixed_length = {"do_sample": False, "max_new_tokens": new_tokens, "min_new_tokens": new_tokens}
+    # One prompt, stopping at eos as a chat would: 5.0 refuses `min_new_tokens` with an assistant model.
+    greedy = {"do_sample": False, "max_new_tokens": new_tokens}
+
+    def new(output, inputs) -> list:
+        return output[:, inputs["input_ids"].shape[1] :].tolist()
+
+    with torch.no_grad():
+        result = {
+            "beam_search": new(model.generate(**prompt, num_beams=3, **fixed_length), prompt),
+            "greedy": new(model.generate(**single, **greedy), single),
+            "prompt_lookup": new(model.generate(**single, prompt_lookup_num_tokens=3, **greedy), single),
+            "assisted": new(model.generate(**single, assistant_model=load(cases["draft"]), **greedy), single),
+        }
+        iterator = transformers.TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        worker = threading.Thread(target=model.generate, kwargs={**single, **greedy, "streamer": iterator})
+        worker.start()
+        result["iterator_streamer"] = list(iterator)
+        worker.join()
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            streamer = transformers.TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            model.generate(**single, **greedy, streamer=streamer)
+        result["text_streamer"] = printed.getvalue()
+    return result
+
+
+ROWS = {
+    "pipelines": pipelines,
+    "peft": peft_lora,
+    "onnx": onnx_export,
+    "torchao": torchao_int8,
+    "disk_offload": disk_offload,
+    "bfloat16": bfloat16,
+    "sharded_resave": sharded_resave,
+    "attn_implementation": attention_switch,
+    "generation": generation_strategies,
+}
+
+
+def main(cases_path: str, result_path: str):
+    cases = json.loads(Path(cases_path).read_text())
+    batch = {key: torch.tensor(value) for key, value in cases["batch"].items()}
+    try:
+        import custom_transformer  # noqa: F401
+
+        blocked = False
+    except ImportError:
+        blocked = True
+    from transformers.distributed import DistributedConfig
+
+    result = {
+        "transformers_version": transformers.__version__,
+        "package_blocked": blocked,
+        "loaded_module": type(load(cases["causal"])).__module__,
+        "logits": logits_of(load(cases["causal"]), batch),
+        # The tensor-parallel row (tests/helpers/tensor_parallel_without_package.py) needs this field.
+        "distributed_config_has_tp_plan": "tp_plan" in getattr(DistributedConfig, "__dataclass_fields__", {}),
+        "rows": {},
+        "seconds": {},
+    }
+    for name, row in ROWS.items():
+        started = time.perf_counter()
+        try:
+            result["rows"][name] = row(cases, batch)
+        except Exception as error:  # recorded for the test, which shows it
+            result["rows"][name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+        result["seconds"][name] = round(time.perf_counter() - started, 2)
+    Path(result_path).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -300,6 +300,8 @@ class CustomTransformerAttention(nn.Module):
         if cache is not None:
             key, value = update_cache(cache, key, value, self.layer_idx, cache_position, kwargs)
 
+        # `set_attn_implementation` switches kernels only in files that contain this call (5.1+) or, for 5.0,
+        # `ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]`: transformers searches the source text.
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )

@@ -162,8 +162,8 @@ class _AttentionFunctions:
         return self.registry[attn_implementation]
 
 
-# The modeling file calls `ALL_ATTENTION_FUNCTIONS.get_interface(...)` literally: transformers searches the
-# model's source for that text before it lets `set_attn_implementation` switch kernels.
+# The modeling file calls `ALL_ATTENTION_FUNCTIONS.get_interface(...)` literally (and names 5.0's pattern beside it):
+# transformers searches the model's source for that text before it lets `set_attn_implementation` switch kernels.
 ALL_ATTENTION_FUNCTIONS = (
     _REGISTERED_ATTENTION_FUNCTIONS
     if hasattr(_REGISTERED_ATTENTION_FUNCTIONS, "get_interface")

@@ -7,7 +7,7 @@ under the floor release (`MIN_TRANSFORMERS_VERSION`, a cached release site); ten
 torchrun (`helpers/tensor_parallel_without_package.py`). Each test checks one row against this process's model.
 
 Where the floor lacks a row, its floor test asserts the absence (so it fails, and says so, once the row works):
-5.0's `set_attn_implementation` does not recognise our attention code, and its `DistributedConfig` has no `tp_plan`.
+5.0's `DistributedConfig` has no `tp_plan`.
 """
 
 import json
@@ -382,10 +382,7 @@ def test_set_attn_implementation_switches_remote_code_to_eager_and_back(built, r
     switched = [got[step]["config"] for step in ("loaded", "eager", "sdpa")]
     diffs = {step: max_diff(got[step]["logits"], built["expected"]["logits"]) for step in ("eager", "sdpa")}
     report(release, "set_attn_implementation", backends=switched, **diffs)
-    if release == "floor":  # 5.0 looks for `ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]` in the file
-        assert switched == ["sdpa", "sdpa", "sdpa"], "5.0 now switches: move this row's floor status to 'passes'"
-    else:
-        assert switched == ["sdpa", "eager", "sdpa"]
+    assert switched == ["sdpa", "eager", "sdpa"]
     assert max(diffs.values()) <= 1e-5
 
 

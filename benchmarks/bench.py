@@ -30,7 +30,8 @@ SIZES = {
     "medium": {"hidden": 768, "layers": 12, "heads": 12, "seq": 512, "batch": 2, "vocab": None, "prompt": 128},
 }
 FAMILIES = ("llama", "gpt2", "bert")
-GENERATIONS = ((1, "dynamic"), (1, "static"), (8, "dynamic"), (8, "static"))  # (batch, cache_implementation)
+# (batch, cache): "compiled" is the documented fast path, a static cache with generate's own torch.compile.
+GENERATIONS = tuple((batch, cache) for batch in (1, 8) for cache in ("dynamic", "static", "compiled"))
 IMPLEMENTATIONS = ("ours", "reference")
 
 
@@ -41,9 +42,10 @@ class Settings:
     tries: int = 3  # measurements of a disturbed case (see `measure`) before the steadiest is kept and marked
     tolerance: float = 0.2  # allowed noise-probe drift, and spread of the repeats (max / min - 1)
     threads: int | None = None  # torch threads in the measuring processes; None: torch's default
+    compiled: bool = True  # measure the compiled fast path (inductor compiles for a minute per case on 2 cores)
 
 
-QUICK = Settings(repeats=3, new_tokens=16, tries=2)
+QUICK = Settings(repeats=3, new_tokens=16, tries=2, compiled=False)
 
 # Table columns: (header, case, value). "mfu" is derived from the case's tok/s; ratios are ours / reference.
 COLUMNS = (
@@ -88,6 +90,8 @@ def fresh_process(function: str, **kwargs):
 
 def _run_in_child(sender, function: str, kwargs: dict):
     try:
+        if "cases" not in sys.modules:  # the fork server swallows a failed preload: each case would import torch
+            raise RuntimeError("the fork server did not preload cases.py (is benchmarks/ on its PYTHONPATH?)")
         import cases
 
         sender.send((True, getattr(cases, function)(**kwargs)))
@@ -136,6 +140,8 @@ def cases_for(shape: dict, decoder: bool, settings: Settings) -> list[tuple[str,
     cases = [("train", "train", batch_seq), ("forward", "forward", batch_seq), ("load", "load", {})]
     if decoder:
         for batch, cache in GENERATIONS:
+            if cache == "compiled" and not settings.compiled:
+                continue
             arguments = {"batch": batch, "prompt": shape["prompt"], "new_tokens": settings.new_tokens, "cache": cache}
             cases.append((f"generate b{batch} {cache}", "generate", arguments))
     return cases
@@ -146,6 +152,7 @@ def bench_family(family: str, size: str, checkpoints: dict, settings: Settings, 
     report = {
         "reference_class": checkpoints["reference_class"],
         "forward_flops_per_token": checkpoints["forward_flops_per_token"],
+        "matmul_weight_bytes": checkpoints["matmul_weight_bytes"],
         "ours": {},
         "reference": {},
     }
@@ -171,6 +178,21 @@ def add_mfu_and_ratios(report: dict, peak_flops: float):
             result = report[implementation][name]
             result["mfu"] = result["tok_s"]["median"] * factor * report["forward_flops_per_token"] / peak_flops
     report["ratios"] = {header: ratio(report, name, value) for header, name, value in COLUMNS if name in report["ours"]}
+
+
+def add_decode_bound(report: dict, copy_bytes_s: float):
+    """Greedy decoding at batch 1 reads every matmul weight once per token: at the measured copy bandwidth that
+    bounds it, whatever the code around the matmuls does. Recorded with the share of it each model reaches."""
+    if "generate b1 dynamic" not in report["ours"]:
+        return
+    bound = copy_bytes_s / report["matmul_weight_bytes"]
+    report["decode_b1_bound"] = {
+        "tok_s": bound,
+        **{
+            implementation: median(report[implementation]["generate b1 dynamic"], "tok_s") / bound
+            for implementation in IMPLEMENTATIONS
+        },
+    }
 
 
 def median(result: dict, value: str) -> float:
@@ -251,6 +273,13 @@ def footnotes(sizes: dict, settings: Settings) -> str:
                     f"{name.removeprefix('generate ')} {verdict}" for name, verdict in report["same_tokens"].items()
                 )
                 lines.append(f"- {size} {family}: greedy tokens ours vs reference: {verdicts}")
+            if bound := report.get("decode_b1_bound"):
+                lines.append(
+                    f"- {size} {family}: decoding at batch 1 reads {report['matmul_weight_bytes'] / 2**20:.1f} MiB of "
+                    f"matmul weights per token, so the measured copy bandwidth bounds it to {bound['tok_s']:,.0f} "
+                    f"tok/s; with the dynamic cache ours reaches {bound['ours']:.0%} of that, the reference "
+                    f"{bound['reference']:.0%}"
+                )
     results = [
         result
         for families in sizes.values()
@@ -281,10 +310,11 @@ def describe_machine(run: dict) -> str:
 
 
 def header(run: dict) -> str:
-    peak = run["matmul_peak_gflops"]
+    peak, copy = run["matmul_peak_gflops"], run["copy_gb_s"]
     return (
         f"{describe_machine(run)}; fp32 matmul peak {peak['used']:.0f} GFLOP/s (start {peak['start']:.0f}, end "
-        f"{peak['end']:.0f}); repeats {run['settings']['repeats']}, {run['settings']['new_tokens']} new tokens"
+        f"{peak['end']:.0f}), memory copy {copy['used']:.1f} GB/s (start {copy['start']:.1f}, end {copy['end']:.1f}); "
+        f"repeats {run['settings']['repeats']}, {run['settings']['new_tokens']} new tokens"
     )
 
 
@@ -347,8 +377,11 @@ def benchmark(args: argparse.Namespace, settings: Settings, root: str, log) -> d
         "sizes": {},
     }
     # Timed at both ends of the run and the faster kept: a peak timed while the machine was busy inflates every MFU.
-    peaks = [fresh_process("matmul_peak_flops", threads=settings.threads)]
-    log(f"{describe_machine(run)}; fp32 matmul peak {peaks[0] / 1e9:.0f} GFLOP/s")
+    peaks = [fresh_process("machine_peaks", threads=settings.threads)]
+    log(
+        f"{describe_machine(run)}; fp32 matmul peak {peaks[0]['matmul_flops'] / 1e9:.0f} GFLOP/s, memory copy "
+        f"{peaks[0]['copy_bytes_s'] / 1e9:.1f} GB/s"
+    )
     for size in args.sizes:
         checkpoints = fresh_process(
             "build_checkpoints", families=args.families, shape=SIZES[size], root=f"{root}/{size}"
@@ -357,11 +390,14 @@ def benchmark(args: argparse.Namespace, settings: Settings, root: str, log) -> d
         run["sizes"][size] = {
             family: bench_family(family, size, checkpoints[family], settings, log) for family in args.families
         }
-    peaks.append(fresh_process("matmul_peak_flops", threads=settings.threads))
-    run["matmul_peak_gflops"] = {"start": peaks[0] / 1e9, "end": peaks[1] / 1e9, "used": max(peaks) / 1e9}
+    peaks.append(fresh_process("machine_peaks", threads=settings.threads))
+    for name, key, unit in (("matmul_peak_gflops", "matmul_flops", 1e9), ("copy_gb_s", "copy_bytes_s", 1e9)):
+        start, end = (peak[key] / unit for peak in peaks)
+        run[name] = {"start": start, "end": end, "used": max(start, end)}
     for families in run["sizes"].values():
         for report in families.values():
-            add_mfu_and_ratios(report, max(peaks))
+            add_mfu_and_ratios(report, run["matmul_peak_gflops"]["used"] * 1e9)
+            add_decode_bound(report, run["copy_gb_s"]["used"] * 1e9)
     return run
 
 
@@ -377,6 +413,15 @@ def main(argv: list[str] | None = None):
         # Read by transformers when the fork server imports it: no Hub calls, and the checkpoints' code is
         # copied into this run's own folder, not the shared cache other runs may be writing.
         os.environ.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=f"{root}/modules", TOKENIZERS_PARALLELISM="false")
+        # The fork server is a new interpreter started from the current directory: it finds cases.py only
+        # through PYTHONPATH when the command is run from elsewhere (the repository root, as the README says).
+        here = str(Path(__file__).resolve().parent)
+        # glibc returns freed memory to the kernel by its own moving thresholds, so whether a fresh process faults
+        # the same 8 MB activations back in on every step depended on its first allocations: the same forward
+        # varied by 30% between processes (300k vs 480k page faults). Fixed thresholds (read by the fork server
+        # at start) keep freed memory in the process, for ours and the reference alike.
+        os.environ.update(MALLOC_MMAP_THRESHOLD_=str(32 * 2**20), MALLOC_TRIM_THRESHOLD_=str(4 * 2**30))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
         multiprocessing.get_context("forkserver").set_forkserver_preload(["cases"])
         if args.profile:
             return profile(args, settings, root)

@@ -26,6 +26,7 @@ from transformers import (
     AutoModelForMaskedLM,
     BertConfig,
     BertForMaskedLM,
+    CompileConfig,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaForCausalLM,
@@ -74,6 +75,7 @@ def _build_checkpoint(family: str, shape: dict, root: str) -> dict:
         "reference_class": type(reference).__name__,
         "decoder": config.is_decoder,
         "forward_flops_per_token": forward_flops_per_token(reference, shape["seq"]),
+        "matmul_weight_bytes": sum(m.weight.nbytes for m in reference.modules() if isinstance(m, (nn.Linear, Conv1D))),
     }
 
 
@@ -231,7 +233,7 @@ def measure_generate(
     """New tokens/s of greedy `generate` (prefill included), with exactly `new_tokens` per sequence."""
     model = load(folder, family).eval()
     ids = random_ids(batch, prompt, model.config.vocab_size)
-    options = {"cache_implementation": "static"} if cache == "static" else {}
+    options = generate_options(cache)
     generated = []
 
     def generate():
@@ -248,6 +250,19 @@ def measure_generate(
 
     times = time_repeats(generate, repeats)
     return {"tok_s": [batch * new_tokens / t for t in times], "tokens": generated}
+
+
+def generate_options(cache: str) -> dict:
+    """`generate` keywords for a cache: the default dynamic one, a static one, or a static one with the decode
+    step compiled by generate itself (fullgraph; `_compile_all_devices` is its switch for CPU, where it does not
+    compile by default). The warm-up call pays the compilation."""
+    if cache == "dynamic":
+        return {}
+    if cache == "static":
+        return {"cache_implementation": "static"}
+    compile_config = CompileConfig(fullgraph=True, mode="default")
+    compile_config._compile_all_devices = True
+    return {"cache_implementation": "static", "compile_config": compile_config}
 
 
 def measure_load(folder: str, family: str, repeats: int, **_) -> dict:
@@ -277,12 +292,25 @@ def noise_probe() -> float:
     return statistics.median(time_repeats(lambda: a @ a, repeats=40, warmup=5))
 
 
-def matmul_peak_flops(threads: int | None = None, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of the fastest of a few large fp32 matmuls: the MFU denominator, measured on this machine now."""
+def machine_peaks(threads: int | None = None, repeats: int = 5) -> dict[str, float]:
+    """This machine's speed limits now: matmul FLOP/s (the MFU denominator) and memory bandwidth (what bounds
+    greedy decoding at batch 1, which reads every weight once per token)."""
     if threads:
         torch.set_num_threads(threads)
+    return {"matmul_flops": matmul_peak_flops(repeats), "copy_bytes_s": copy_bandwidth(repeats)}
+
+
+def matmul_peak_flops(repeats: int, n: int = 2048) -> float:
+    """FLOP/s of the fastest of a few large fp32 matmuls."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     return 2 * n**3 / min(time_repeats(lambda: a @ b, repeats))
+
+
+def copy_bandwidth(repeats: int, mebibytes: int = 256) -> float:
+    """Bytes/s (read + written) of the fastest copy of a buffer far larger than the CPU caches."""
+    source = torch.ones(mebibytes * 2**20 // 4)
+    target = torch.empty_like(source)
+    return 2 * source.nbytes / min(time_repeats(lambda: target.copy_(source), repeats))
 
 
 def reset_peak_rss() -> int:

@@ -198,6 +198,39 @@ def generation_strategies(cases: dict, batch: dict) -> dict:
     return result
 
 
+def compiled_decode(cases: dict, batch: dict) -> dict:
+    """A static-cache decode step traced whole by dynamo (`fullgraph=True`): what generate's compiled path and
+    `torch.export` need. Backend "eager": dynamo alone finds the graph breaks, without minutes of inductor."""
+    from transformers import StaticCache
+
+    model = load(cases["causal"])
+    ids = torch.tensor(cases["single_prompt"]["input_ids"])
+    cache = StaticCache(config=model.config, max_cache_len=ids.shape[1])
+    with torch.no_grad():
+        model(ids[:, :-1], past_key_values=cache, use_cache=True)
+        torch._dynamo.reset()
+        step = torch.compile(
+            lambda token: model(token, past_key_values=cache, use_cache=True).logits, fullgraph=True, backend="eager"
+        )
+        return {"compiled": step(ids[:, -1:]).tolist(), "eager": model(ids, use_cache=False).logits[:, -1:].tolist()}
+
+
+def serving_backends(cases: dict, batch: dict) -> dict:
+    """vLLM and SGLang run a remote-code model through its transformers class when it says it can."""
+    return {"is_backend_compatible": load(cases["causal"]).is_backend_compatible()}
+
+
+def continuous_batching(cases: dict, batch: dict) -> dict:
+    """`generate_batch`: requests of different lengths scheduled together through a paged cache."""
+    from transformers import GenerationConfig
+
+    model = load(cases["causal"])
+    config = GenerationConfig(max_new_tokens=cases["max_new_tokens"], do_sample=False, eos_token_id=-1, pad_token_id=0)
+    with torch.no_grad():
+        done = model.generate_batch(cases["requests"], generation_config=config, progress_bar=False)
+    return {"generated": [done[request].generated_tokens for request in sorted(done)]}
+
+
 ROWS = {
     "pipelines": pipelines,
     "peft": peft_lora,
@@ -208,6 +241,9 @@ ROWS = {
     "sharded_resave": sharded_resave,
     "attn_implementation": attention_switch,
     "generation": generation_strategies,
+    "compiled_decode": compiled_decode,
+    "serving_backends": serving_backends,
+    "continuous_batching": continuous_batching,
 }
 
 

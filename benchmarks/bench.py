@@ -391,8 +391,8 @@ def benchmark(args: argparse.Namespace, settings: Settings, root: str, log) -> d
             family: bench_family(family, size, checkpoints[family], settings, log) for family in args.families
         }
     peaks.append(fresh_process("machine_peaks", threads=settings.threads))
-    for name, key, unit in (("matmul_peak_gflops", "matmul_flops", 1e9), ("copy_gb_s", "copy_bytes_s", 1e9)):
-        start, end = (peak[key] / unit for peak in peaks)
+    for name, key in (("matmul_peak_gflops", "matmul_flops"), ("copy_gb_s", "copy_bytes_s")):
+        start, end = (peak[key] / 1e9 for peak in peaks)
         run[name] = {"start": start, "end": end, "used": max(start, end)}
     for families in run["sizes"].values():
         for report in families.values():

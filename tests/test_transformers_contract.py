@@ -18,7 +18,7 @@ from helpers.models import DECODER_PRESETS, make_inputs, tiny_config
 from helpers.side_packages import TORCHAO_SITE
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-from transformers import DynamicCache, GenerationConfig, Trainer, TrainingArguments
+from transformers import DynamicCache, Trainer, TrainingArguments
 
 from custom_transformer import CustomTransformerForCausalLM
 from custom_transformer import transformers_compat as compat
@@ -94,17 +94,6 @@ def test_generate_fills_the_cache_the_caller_passes():
     cache = DynamicCache(config=model.config)
     model.generate(input_ids, attention_mask=attention_mask, **{compat.CACHE_KWARG: cache}, **GREEDY)
     assert cache.get_seq_length() == input_ids.shape[1] + GREEDY["max_new_tokens"] - 1
-
-
-@pytest.mark.skipif(not hasattr(CustomTransformerForCausalLM, "generate_batch"), reason="no continuous batching")
-def test_continuous_batching_generates_what_generate_does():
-    model = decoder()
-    prompts = [[5, 17, 33, 8, 41], [9, 12, 70]]
-    config = GenerationConfig(max_new_tokens=6, do_sample=False, eos_token_id=-1, pad_token_id=0)
-    batched = model.generate_batch(prompts, generation_config=config, progress_bar=False)
-    for request, prompt in zip(sorted(batched), prompts):
-        expected = model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False, pad_token_id=0)
-        assert batched[request].generated_tokens == expected[0, len(prompt) :].tolist()
 
 
 def test_trainer_predict_with_the_cache_on_returns_only_logits(tmp_path):

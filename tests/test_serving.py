@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 from helpers.training_data import FAST, TINY_MODEL, make_tokenizer, sentences, write_jsonl
+from helpers.transformers_releases import latest_patch_of_each_minor, python_env, release_site
 from openai import OpenAI
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from custom_transformer import serve
+from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION
 from training import pretrain
 
 MESSAGES = [{"role": "user", "content": "The cat sat on the"}]
@@ -62,6 +64,11 @@ def greedy_reply(checkpoint: str) -> tuple[str, int]:
     return tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens)
 
 
+def serving_floor() -> str:
+    """The newest patch of the first release serving works on (5.5.x)."""
+    return latest_patch_of_each_minor(floor=serve.SERVING_MIN_TRANSFORMERS_VERSION)[0]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -69,13 +76,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(checkpoint: str, log_path: Path):
+def serving(checkpoint: str, log_path: Path, env: dict):
     """The entry point as a user starts it, until it answers /health; stopped by its PID whatever happens."""
     port = free_port()
     command = [sys.executable, "-m", "custom_transformer.serve", checkpoint, "--trust-remote-code"]
     command += ["--device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -98,11 +105,17 @@ def serving(checkpoint: str, log_path: Path):
             server.wait()
 
 
-def test_chat_completions_plain_and_streamed_equal_greedy_generate(chat_checkpoint, tmp_path):
+def server_env(release: str, tmp_path: Path) -> dict:
+    """The server's environment: offline, with the release's site first on the path (none: this venv's)."""
+    return python_env(None if release == "project-env" else release_site(release), hf_home=tmp_path / "hf-home")
+
+
+@pytest.mark.parametrize("release", ["project-env", serving_floor()])
+def test_chat_completions_plain_and_streamed_equal_greedy_generate(chat_checkpoint, tmp_path, release):
     expected, n_tokens = greedy_reply(chat_checkpoint)
     assert expected.strip(), "the comparison needs a reply with text in it"
 
-    with serving(chat_checkpoint, tmp_path / "server.log") as url:
+    with serving(chat_checkpoint, tmp_path / "server.log", server_env(release, tmp_path)) as url:
         client = OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0, timeout=60)
         request = {"model": chat_checkpoint, "messages": MESSAGES, "temperature": 0, "max_tokens": MAX_TOKENS}
         reply = client.chat.completions.create(**request)
@@ -134,3 +147,16 @@ def test_a_release_without_the_loading_hook_is_an_import_error_naming_the_fix(mo
     monkeypatch.setattr(model_manager, "ModelManager", ModelManagerBefore55)
     with pytest.raises(ImportError, match=r"ModelManager\._load_model.*transformers\[serving\]>=5\.5\.0"):
         serve.upstream_model_manager()
+
+
+def test_on_the_floor_release_the_entry_point_stops_with_the_upgrade_to_run(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "custom_transformer.serve", "--help"],
+        env=server_env(MIN_TRANSFORMERS_VERSION, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert f"transformers {MIN_TRANSFORMERS_VERSION} is installed" in proc.stderr
+    assert "pip install -U 'transformers[serving]>=5.5.0'" in proc.stderr

@@ -10,6 +10,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+import transformers
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
@@ -49,6 +50,7 @@ def main(result_path: str):
     weight = model.model.layers[0].self_attn.q_proj.weight
     if dist.get_rank() == 0:
         result = {
+            "transformers_version": transformers.__version__,
             "sharded": sharded,
             "unsharded": unsharded,
             "placement": str(weight.placements),

@@ -36,32 +36,44 @@ def logits_of(model, batch: dict) -> list:
 
 
 def pipelines(cases: dict, batch: dict) -> dict:
-    """zero-shot-classification, feature-extraction, and text-generation with chat messages in."""
+    """Every pipeline a checkpoint of ours serves: the task's head comes from the folder's own code."""
     chat = pipeline("text-generation", model=cases["causal"], trust_remote_code=True)
-    reply = chat(cases["chat"], max_new_tokens=cases["max_new_tokens"], do_sample=False)[0]["generated_text"]
+    greedy = {"max_new_tokens": cases["max_new_tokens"], "do_sample": False}
     features = pipeline("feature-extraction", model=cases["causal"], trust_remote_code=True)
     zero_shot = pipeline("zero-shot-classification", model=cases["classifier"], trust_remote_code=True)
     scored = zero_shot(cases["premise"], candidate_labels=cases["candidate_labels"], **cases["zero_shot_options"])
+    fill_mask = pipeline("fill-mask", model=cases["masked"], trust_remote_code=True)
+    classify = pipeline("text-classification", model=cases["classifier"], trust_remote_code=True)
+    tagger = pipeline("token-classification", model=cases["tagger"], trust_remote_code=True)
     return {
-        "chat": reply,
+        "chat": chat(cases["chat"], **greedy)[0]["generated_text"],
         "chat_model_module": type(chat.model).__module__,
+        "text_tokens": chat(cases["sentence"], return_tensors=True, **greedy)[0]["generated_token_ids"],
         "features": features(cases["sentence"]),
         "features_model_class": type(features.model).__name__,
         "zero_shot": dict(zip(scored["labels"], scored["scores"])),
         "zero_shot_model_class": type(zero_shot.model).__name__,
+        # Scores as floats: some pipelines give numpy's.
+        "fill_mask": [(guess["token_str"], float(guess["score"])) for guess in fill_mask(cases["masked_sentence"])],
+        "text_classification": [
+            {"label": label["label"], "score": float(label["score"])}
+            for label in classify(cases["sentence"], top_k=None)
+        ],
+        "token_classification": [
+            (tag["word"], tag["entity"], float(tag["score"])) for tag in tagger(cases["sentence"])
+        ],
     }
 
 
 def peft_lora(cases: dict, batch: dict) -> dict:
-    """The merged LoRA model as a plain checkpoint, and the adapter on the remote-code base."""
+    """Each LoRA's merged model as a plain checkpoint, and its adapter on the remote-code base."""
     import peft
 
-    adapted = peft.PeftModel.from_pretrained(load(cases["causal"]), cases["adapter"]).eval()
-    return {
-        "merged": logits_of(load(cases["merged"]), batch),
-        "adapter_on_base": logits_of(adapted, batch),
-        "peft_version": peft.__version__,
-    }
+    runs = {}
+    for name, folders in cases["lora"].items():
+        adapted = peft.PeftModel.from_pretrained(load(cases["causal"]), folders["adapter"]).eval()
+        runs[name] = {"merged": logits_of(load(folders["merged"]), batch), "adapter_on_base": logits_of(adapted, batch)}
+    return runs
 
 
 class LogitsOnly(torch.nn.Module):
@@ -221,14 +233,28 @@ def serving_backends(cases: dict, batch: dict) -> dict:
 
 
 def continuous_batching(cases: dict, batch: dict) -> dict:
-    """`generate_batch`: requests of different lengths scheduled together through a paged cache."""
-    from transformers import GenerationConfig
+    """`generate_batch`: requests of different lengths scheduled together through a paged cache, on the checkpoint
+    and on its in-library Llama twin (5.0 sizes the paged cache from the device's total memory, which it reports
+    as None on CPU: no model gets an answer there)."""
+    from transformers import GenerationConfig, LlamaForCausalLM
+    from transformers.generation.continuous_batching import requests
 
-    model = load(cases["causal"])
     config = GenerationConfig(max_new_tokens=cases["max_new_tokens"], do_sample=False, eos_token_id=-1, pad_token_id=0)
-    with torch.no_grad():
-        done = model.generate_batch(cases["requests"], generation_config=config, progress_bar=False)
-    return {"generated": [done[request].generated_tokens for request in sorted(done)]}
+    # A small paged cache (else it is sized from free RAM and takes 18 s to clear): set in ContinuousBatchingConfig
+    # where generate_batch takes one, else read off the generation config (5.0).
+    if hasattr(transformers, "ContinuousBatchingConfig"):
+        sizes = {"continuous_batching_config": transformers.ContinuousBatchingConfig(**cases["paged_cache"])}
+    else:
+        sizes = {}
+        for name, value in cases["paged_cache"].items():
+            setattr(config, name, value)
+    generated = {}
+    for name, model in [("model", load(cases["causal"])), ("llama", LlamaForCausalLM.from_pretrained(cases["llama"]))]:
+        with torch.no_grad():
+            done = model.eval().generate_batch(cases["requests"], generation_config=config, progress_bar=False, **sizes)
+        generated[name] = [done[request].generated_tokens for request in sorted(done)]
+    _, total_memory, _, _ = requests.get_device_and_memory_breakdown()
+    return {**generated, "cpu_total_memory_seen": total_memory}
 
 
 ROWS = {

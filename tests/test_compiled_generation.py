@@ -8,6 +8,7 @@ fail with `PendingUnbackedSymbolNotFound`. Each test compares with the eager mod
 import pytest
 import torch
 from helpers.models import build, make_inputs
+from helpers.static_cache_step import StaticCacheDecodeStep
 from torch.testing import assert_close
 from transformers import CompileConfig, StaticCache
 
@@ -76,24 +77,6 @@ def test_a_static_cache_decode_step_compiles_fullgraph_without_recompiling(decod
     assert_close(compiled(ids[:, 5:6], torch.tensor([5])), next_token_logits(model, ids[:, :6]))
     with torch._dynamo.config.patch(error_on_recompile=True):  # the next token reuses the graph
         assert_close(compiled(ids[:, 6:7], torch.tensor([6])), next_token_logits(model, ids))
-
-
-class StaticCacheDecodeStep(torch.nn.Module):
-    """One decode step over a prefilled static cache, positions derived from the cache: what an exporter traces.
-
-    The cache's tensors are registered as buffers so `torch.export` lifts them as mutable state, not constants.
-    """
-
-    def __init__(self, model, cache: StaticCache):
-        super().__init__()
-        self.model, self.cache = model, cache
-        for index, layer in enumerate(cache.layers):
-            for name, value in vars(layer).items():
-                if isinstance(value, torch.Tensor):
-                    self.register_buffer(f"cache_{index}_{name}", value, persistent=False)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids, past_key_values=self.cache, use_cache=True).logits
 
 
 def test_a_static_cache_decode_step_exports_strict_with_the_eager_logits():

@@ -474,9 +474,11 @@ def test_set_attn_implementation_switches_remote_code_to_eager_and_back(built, r
     assert max(diffs.values()) <= 1e-5
 
 
-def test_a_static_cache_decode_step_compiles_fullgraph_and_gives_the_models_next_token_logits(built, rows, release):
+def test_a_static_cache_decode_step_compiles_fullgraph_and_exports_with_the_models_next_token_logits(
+    built, rows, release
+):
     got, expected = row(rows, "compiled_decode"), built["expected"]["next_token_logits"]
-    diffs = {"compiled": max_diff(got["compiled"], expected), "eager": max_diff(got["eager"], expected)}
+    diffs = {step: max_diff(got[step], expected) for step in ("compiled", "exported", "eager")}
     report(release, "compiled static-cache decode step", **diffs)
     assert max(diffs.values()) <= 1e-5
 

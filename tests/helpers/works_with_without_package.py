@@ -211,20 +211,33 @@ def generation_strategies(cases: dict, batch: dict) -> dict:
 
 
 def compiled_decode(cases: dict, batch: dict) -> dict:
-    """A static-cache decode step traced whole by dynamo (`fullgraph=True`): what generate's compiled path and
-    `torch.export` need. Backend "eager": dynamo alone finds the graph breaks, without minutes of inductor."""
+    """A static-cache decode step traced whole by dynamo (`fullgraph=True`), as generate's compiled path needs, and
+    exported by `torch.export` (strict), the ExecuTorch route. Backend "eager": dynamo alone finds the graph breaks,
+    without minutes of inductor."""
+    from static_cache_step import StaticCacheDecodeStep
     from transformers import StaticCache
 
     model = load(cases["causal"])
     ids = torch.tensor(cases["single_prompt"]["input_ids"])
-    cache = StaticCache(config=model.config, max_cache_len=ids.shape[1])
-    with torch.no_grad():
+
+    def prefilled() -> StaticCache:
+        cache = StaticCache(config=model.config, max_cache_len=ids.shape[1])
         model(ids[:, :-1], past_key_values=cache, use_cache=True)
+        return cache
+
+    with torch.no_grad():
+        cache = prefilled()
         torch._dynamo.reset()
         step = torch.compile(
             lambda token: model(token, past_key_values=cache, use_cache=True).logits, fullgraph=True, backend="eager"
         )
-        return {"compiled": step(ids[:, -1:]).tolist(), "eager": model(ids, use_cache=False).logits[:, -1:].tolist()}
+        compiled = step(ids[:, -1:]).tolist()
+        exported = torch.export.export(StaticCacheDecodeStep(model, prefilled()), (ids[:, -1:],), strict=True)
+        return {
+            "compiled": compiled,
+            "exported": exported.module()(ids[:, -1:]).tolist(),
+            "eager": model(ids, use_cache=False).logits[:, -1:].tolist(),
+        }
 
 
 def serving_backends(cases: dict, batch: dict) -> dict:

@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install compat lock
+.PHONY: demo test lint install compat works-with lock
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ lint: install
 # The checkpoint contract under the newest patch of every transformers 5.x minor (release sites, ~220 MB each)
 compat: install
 	$(PY) tests/helpers/compat_matrix.py
+
+# The README's "Works with" rows under the newest patch of every transformers 5.x minor: which release lacks what
+works-with: install
+	CT_WORKS_WITH_EVERY_RELEASE=1 $(PY) -m pytest tests/test_works_with.py -rfE --tb=line
 
 # Re-pin to the newest releases on the index: a fresh venv, the whole suite on it, and only then a new lock.
 lock:

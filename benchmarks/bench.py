@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py [--quick] [--sizes small,medium] [--families llama,gpt2,bert] [--json out.json]
     python benchmarks/bench.py --profile      # torch.profiler over greedy decoding of our llama preset, batch 1
+    python benchmarks/bench.py --layouts      # batch-1 matmul time per weight layout (what bounds decoding)
 
 llama vs LlamaForCausalLM, gpt2 vs GPT2LMHeadModel, bert vs BertForMaskedLM, all sdpa, fp32: same shapes and the
 same weights (the reference is saved with random weights and converted to ours by custom_transformer.convert).
@@ -332,6 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tries", type=int, help="measurements of a noisy case before it is kept and marked")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, usually the core count)")
     parser.add_argument("--profile", action="store_true", help="profile our llama preset's greedy decoding instead")
+    parser.add_argument("--layouts", action="store_true", help="time batch-1 matmuls in both weight layouts instead")
     args = parser.parse_args(argv)
     args.sizes = (args.sizes or ("small" if args.quick else ",".join(SIZES))).split(",")
     args.families = args.families.split(",")
@@ -364,6 +366,26 @@ def profile(args: argparse.Namespace, settings: Settings, root: str):
             threads=settings.threads,
         )
     )
+
+
+def layouts(args: argparse.Namespace, settings: Settings):
+    """Why batch-1 decoding is slow here: each weight streamed from memory in nn.Linear's layout and transposed."""
+    print("## Weight layouts: one product per call, weights cycled through 256 MiB (cold), median us\n")
+    print("| size | family | rows | weight | shape | [out, in] us (GB/s) | [in, out] us (GB/s) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for family in [family for family in args.families if family != "bert"]:
+            for rows in (1, 8):
+                for weight in fresh_process(
+                    "weight_layouts", family=family, shape=SIZES[size], rows=rows, threads=settings.threads
+                ):
+                    linear, transposed = weight["seconds"]["[out, in]"], weight["seconds"]["[in, out]"]
+                    cells = [f"{t * 1e6:.0f} ({weight['bytes'] / t / 1e9:.0f})" for t in (linear, transposed)]
+                    shape = "x".join(map(str, weight["shape"]))
+                    print(
+                        f"| {size} | {family} | {rows} | {weight['weight']} | {shape} | {cells[0]} | {cells[1]} "
+                        f"| {linear / transposed:.2f}x |"
+                    )
 
 
 def benchmark(args: argparse.Namespace, settings: Settings, root: str, log) -> dict:
@@ -425,6 +447,8 @@ def main(argv: list[str] | None = None):
         multiprocessing.get_context("forkserver").set_forkserver_preload(["cases"])
         if args.profile:
             return profile(args, settings, root)
+        if args.layouts:
+            return layouts(args, settings)
         run = benchmark(args, settings, root, log)
     run["seconds"] = time.perf_counter() - start
     print(f"\n{header(run)}\n")

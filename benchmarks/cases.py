@@ -313,6 +313,42 @@ def copy_bandwidth(repeats: int, mebibytes: int = 256) -> float:
     return 2 * source.nbytes / min(time_repeats(lambda: target.copy_(source), repeats))
 
 
+def weight_layouts(family: str, shape: dict, rows: int, threads: int | None, repeats: int = 200) -> list[dict]:
+    """Seconds per product of `rows` activations with each distinct weight of the preset at `shape`, in
+    nn.Linear's layout (`[out, in]`, `x @ W.T`) and stored transposed (`[in, out]`, `x @ W`). Copies of each weight
+    are cycled through more memory than the CPU caches hold, so every product streams its weight as decoding does."""
+    if threads:
+        torch.set_num_threads(threads)
+    config = _our_config(family, shape)
+    hidden, inner, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
+    results = []
+    for name, (out_features, in_features) in {
+        "attention projection": (hidden, hidden),
+        "MLP in": (inner, hidden),
+        "MLP out": (hidden, inner),
+        "LM head": (vocab, hidden),
+    }.items():
+        nbytes = out_features * in_features * 4
+        copies = max(2, -(-256 * 2**20 // nbytes))  # 256 MiB in all
+        weights = [torch.randn(out_features, in_features) for _ in range(copies)]
+        transposed = [weight.t().contiguous() for weight in weights]
+        x = torch.randn(rows, in_features)
+        times = {
+            "[out, in]": _cycling_median(lambda w, x=x: nn.functional.linear(x, w), weights, repeats),
+            "[in, out]": _cycling_median(lambda w, x=x: x @ w, transposed, repeats),
+        }
+        results.append({"weight": name, "shape": [out_features, in_features], "bytes": nbytes, "seconds": times})
+    return results
+
+
+def _cycling_median(product: Callable, weights: list[torch.Tensor], repeats: int) -> float:
+    """Median seconds of `product(weight)`, each call on the next of `weights` (so none is still in cache)."""
+    calls = iter(range(10**9))
+    return statistics.median(
+        time_repeats(lambda: product(weights[next(calls) % len(weights)]), repeats=repeats, warmup=len(weights))
+    )
+
+
 def reset_peak_rss() -> int:
     """Reset the kernel's resident-set high-water mark (Linux: clear_refs 5); returns the current RSS in bytes."""
     Path("/proc/self/clear_refs").write_text("5")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import transformers
-from helpers.transformers_releases import python_env, release_site
+from helpers.transformers_releases import release_env
 
 from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION
 
@@ -19,8 +19,7 @@ SCRIPT = Path(__file__).parent / "helpers" / "fsdp_on_cpu.py"
 def test_fully_sharded_training_step_on_two_cpu_processes_matches_the_unsharded_model(tmp_path, preset, release):
     result = tmp_path / "result.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    site = None if release == transformers.__version__ else release_site(release)
-    env = {**python_env(site, hf_home=tmp_path / "hf-home"), "OMP_NUM_THREADS": "1"}
+    env = {**release_env(release, hf_home=tmp_path / "hf-home"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [*command, str(SCRIPT), str(result), preset], env=env, capture_output=True, text=True, timeout=300
     )

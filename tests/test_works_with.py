@@ -23,7 +23,7 @@ import torch
 import transformers
 from helpers.models import tiny_config
 from helpers.side_packages import TORCHAO_SITE
-from helpers.transformers_releases import latest_patch_of_each_minor, python_env, release_site
+from helpers.transformers_releases import latest_patch_of_each_minor, release_env
 from helpers.word_tokenizer import WORDS, save_with_tokenizer, word_tokenizer
 from transformers import AutoModel, AutoModelForCausalLM, LlamaForCausalLM
 
@@ -134,7 +134,7 @@ def built(tmp_path_factory) -> dict:
         "logits": logits_of(causal, CASES["batch"]),
         "other_shape": logits_of(causal, CASES["other_shape"]),
         "lora": {name: train_lora(cases, name) for name in LORA},
-        "bfloat16": bfloat16_runs(cases["causal"], root / "llama"),
+        "bfloat16": bfloat16_runs(cases["causal"], cases["llama"]),
         "pipelines": pipeline_outputs(cases, causal, classifier, masked, tagger),
         **generations(causal, llama),
     }
@@ -169,14 +169,14 @@ def train_lora(cases: dict, name: str) -> dict:
     model.eval().save_pretrained(folders["adapter"])
     adapted = logits_of(model, CASES["batch"])
     adapted_layers = sorted(
-        name.removesuffix(".lora_A") for name, _ in model.named_modules() if name.endswith("lora_A")
+        module.removesuffix(".lora_A") for module, _ in model.named_modules() if module.endswith("lora_A")
     )
     merged = model.merge_and_unload()
     merged.save_pretrained(folders["merged"])
     return {"logits": adapted, "merged_logits": logits_of(merged, CASES["batch"]), "adapted_layers": adapted_layers}
 
 
-def bfloat16_runs(folder: str, llama_folder: Path) -> dict:
+def bfloat16_runs(folder: str, llama_folder: str) -> dict:
     """Logits and greedy tokens of the checkpoint loaded in bf16 here, and of its transformers Llama twin in bf16."""
     runs = {}
     for name, model_class, path in [
@@ -250,8 +250,7 @@ def pipeline_outputs(cases: dict, causal, classifier, masked, tagger) -> dict:
 
 def interpreter_env(release: str, workdir: Path) -> dict:
     """Offline, HF_HOME in `workdir`, the release's site first on the path (none: this venv's), then torchao."""
-    site = None if release == "project-env" else release_site(RELEASES[release])
-    env = python_env(site, hf_home=workdir / "hf-home")
+    env = release_env(RELEASES[release], hf_home=workdir / "hf-home")
     assert (TORCHAO_SITE / "torchao").is_dir(), f"torchao is not in {TORCHAO_SITE}: run `make install`"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(TORCHAO_SITE)]))
     return env

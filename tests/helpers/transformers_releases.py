@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -159,6 +160,11 @@ def python_env(site: Path | None, hf_home: Path | None = None) -> dict:
         env["PYTHONPATH"] = str(site)
         _check_site(Path(site).resolve())
     return env
+
+
+def release_env(version: str, hf_home: Path | None = None) -> dict:
+    """`python_env` for running `version`: this venv's own transformers when it is that release, else its site."""
+    return python_env(None if version == metadata.version("transformers") else release_site(version), hf_home)
 
 
 @functools.cache

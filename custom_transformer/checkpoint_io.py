@@ -196,8 +196,6 @@ def untrusted_missing_keys(model: PreTrainedModel, loading_info: dict) -> list[s
 
 def _weight_files(name_or_path, subfolder: str | None, keys=(), prefix: str = "") -> str:
     """The local weight files (of a sharded checkpoint: the shards meant to hold `keys`), or the repo id."""
-    if name_or_path is None:
-        return "The state_dict given to from_pretrained"
     folder = Path(name_or_path, subfolder or "")
     if not folder.is_dir():
         return f"The checkpoint {name_or_path}"

@@ -498,7 +498,8 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
         tensor name gives a model that loads and computes garbage; and safetensors names neither the file nor the
         fix for a truncated one. Weights may be missing only for a head the checkpoint never had, when
         `ignore_mismatched_sizes=True` asks for new weights, or for a caller that takes the missing keys to judge
-        itself (`output_loading_info=True`, as transformers' own tests and our converter do).
+        itself (`output_loading_info=True`, as transformers' own tests and our converter do). Weights handed over in
+        memory (`state_dict=`) are the caller's to judge: what the dict lacks is initialised, as transformers does.
         """
         output_loading_info = kwargs.pop("output_loading_info", False)
         subfolder = kwargs.get("subfolder")
@@ -511,8 +512,10 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
             raise DamagedCheckpointError(message) from None
         if output_loading_info:
             return model, loading_info
+        if kwargs.get("state_dict") is not None or kwargs.get("ignore_mismatched_sizes"):
+            return model
         missing = untrusted_missing_keys(model, loading_info)
-        if missing and not kwargs.get("ignore_mismatched_sizes"):
+        if missing:
             unexpected = loading_info["unexpected_keys"]
             message = missing_weights_message(model, pretrained_model_name_or_path, subfolder, missing, unexpected)
             raise DamagedCheckpointError(message)

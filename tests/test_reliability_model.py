@@ -412,6 +412,17 @@ def test_a_caller_that_asks_for_the_loading_info_gets_the_missing_keys_to_judge(
     assert set(info["unexpected_keys"]) == {"model.Layers.1.mlp.up_proj.weight"}
 
 
+def test_weights_handed_over_in_memory_are_the_callers_and_what_they_lack_is_initialised(old_model):
+    """transformers' loading contract for `state_dict=`: only files are judged damaged, a dict is what the caller chose."""
+    partial = {k: v for k, v in old_model.state_dict().items() if ".layers.1." not in k}
+    config = old_model.config
+    model = CustomTransformerForCausalLM.from_pretrained(None, config=config, state_dict=partial)
+    assert_close(model.model.layers[0].mlp.up_proj.weight, old_model.model.layers[0].mlp.up_proj.weight)
+    assert not any(p.is_meta for p in model.parameters())
+    empty = CustomTransformerForCausalLM.from_pretrained(None, config=config, state_dict={})
+    assert empty.model.layers[1].mlp.up_proj.weight.std() > 0  # initialised, as by __init__
+
+
 def test_a_new_head_on_a_checkpoint_that_never_had_one_is_initialised(saved, old_model):
     classifier = CustomTransformerForSequenceClassification.from_pretrained(saved, num_labels=3)
     assert classifier.score.weight.shape == (3, 32) and classifier.score.weight.abs().sum() > 0

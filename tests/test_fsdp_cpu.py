@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 import transformers
-from helpers.transformers_releases import release_env
+from helpers.transformers_releases import index_marks, release_env
 
 from custom_transformer.transformers_compat import MIN_TRANSFORMERS_VERSION
 
 SCRIPT = Path(__file__).parent / "helpers" / "fsdp_on_cpu.py"
 
 
-@pytest.mark.parametrize("release", [transformers.__version__, MIN_TRANSFORMERS_VERSION])  # newest and floor
+@pytest.mark.parametrize(
+    "release", [pytest.param(v, marks=index_marks(v)) for v in (transformers.__version__, MIN_TRANSFORMERS_VERSION)]
+)  # the project's release and the floor
 @pytest.mark.parametrize("preset", ["llama", "gpt2"])  # untied and tied LM head
 def test_fully_sharded_training_step_on_two_cpu_processes_matches_the_unsharded_model(tmp_path, preset, release):
     result = tmp_path / "result.json"

@@ -78,6 +78,7 @@ def test_every_head_loads_with_trust_remote_code_where_the_package_is_missing(sa
     assert "trust_remote_code=True" in results["without_trust"]
 
 
+@pytest.mark.index
 @pytest.mark.parametrize("version", OLDER_TRANSFORMERS)
 def test_checkpoint_code_runs_under_the_oldest_supported_transformers(saved_checkpoints, tmp_path, version):
     results = load_in_fresh_process(version, saved_checkpoints, tmp_path)

@@ -23,7 +23,7 @@ import torch
 import transformers
 from helpers.models import tiny_config
 from helpers.side_packages import TORCHAO_SITE
-from helpers.transformers_releases import latest_patch_of_each_minor, release_env
+from helpers.transformers_releases import index_marks, latest_patch_of_each_minor, release_env
 from helpers.word_tokenizer import WORDS, save_with_tokenizer, word_tokenizer
 from transformers import AutoModel, AutoModelForCausalLM, LlamaForCausalLM
 
@@ -290,7 +290,7 @@ def rows(built, results, release) -> dict:
     return results[release]
 
 
-@pytest.fixture(params=list(RELEASES))
+@pytest.fixture(params=[pytest.param(name, marks=index_marks(version)) for name, version in RELEASES.items()])
 def release(request) -> str:
     return request.param
 
@@ -566,6 +566,7 @@ def test_tensor_parallel_load_under_torchrun_matches_one_process(built, tensor_p
         assert rank["generated"] == built["expected"]["greedy"]
 
 
+@pytest.mark.index
 @pytest.mark.parametrize("release", ["floor"])
 def test_the_floor_release_lacks_distributed_config_tp_plan(rows, release):
     assert not rows["distributed_config_has_tp_plan"], "the floor has DistributedConfig(tp_plan=): run the row there"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import transformers
 from helpers.training_data import FAST, TINY_MODEL, make_tokenizer, sentences, write_jsonl
-from helpers.transformers_releases import latest_patch_of_each_minor, release_env
+from helpers.transformers_releases import latest_patch_of_each_minor, newest_release, release_env
 from openai import OpenAI
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -70,6 +70,15 @@ def serving_floor() -> str:
     return latest_patch_of_each_minor(floor=serve.SERVING_MIN_TRANSFORMERS_VERSION)[0]
 
 
+# The releases the server runs under, asked of the index when the test runs (never while pytest collects): the
+# project's, the first with a model manager (5.5), and the newest (5.25 loads each model in a spawned process).
+SERVED_UNDER = {
+    "project-env": lambda: transformers.__version__,
+    "serving-floor": serving_floor,
+    "newest": newest_release,
+}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -106,8 +115,13 @@ def serving(checkpoint: str, log_path: Path, env: dict):
             server.wait()
 
 
-@pytest.mark.parametrize("release", [transformers.__version__, serving_floor()])
-def test_chat_completions_plain_and_streamed_equal_greedy_generate(chat_checkpoint, tmp_path, release):
+@pytest.mark.parametrize(
+    "served_under",
+    [pytest.param(name, marks=() if name == "project-env" else pytest.mark.index) for name in SERVED_UNDER],
+)
+def test_chat_completions_plain_and_streamed_equal_greedy_generate(chat_checkpoint, tmp_path, served_under):
+    release = SERVED_UNDER[served_under]()
+    print(f"serving under transformers {release}")
     expected, n_tokens = greedy_reply(chat_checkpoint)
     assert expected.strip(), "the comparison needs a reply with text in it"
 
@@ -125,7 +139,8 @@ def test_chat_completions_plain_and_streamed_equal_greedy_generate(chat_checkpoi
 def test_help_is_transformers_serve_help_under_this_command(monkeypatch, capsys):
     from transformers.cli.serving import model_manager
 
-    monkeypatch.setattr(model_manager, "ModelManager", model_manager.ModelManager)  # main() swaps it: put it back
+    name = serve.UpstreamLoader.__name__
+    monkeypatch.setattr(model_manager, name, getattr(model_manager, name))  # main() swaps it: put it back
     with pytest.raises(SystemExit) as exited:
         serve.main(["--help"])
     assert exited.value.code == 0
@@ -134,17 +149,31 @@ def test_help_is_transformers_serve_help_under_this_command(monkeypatch, capsys)
     assert "--trust-remote-code" in help_text and "--continuous-batching" in help_text
 
 
-def test_a_release_without_the_loading_hook_is_an_import_error_naming_the_fix(monkeypatch):
+def test_a_release_without_a_loading_hook_is_an_import_error_naming_the_fix(monkeypatch):
     from transformers.cli.serving import model_manager
 
     class ModelManagerBefore55:  # what 5.0 - 5.4 did not have: loading lived inside `Serve`
         pass
 
     monkeypatch.setattr(model_manager, "ModelManager", ModelManagerBefore55)
-    with pytest.raises(ImportError, match=r"ModelManager\._load_model.*transformers\[serving\]>=5\.5\.0"):
-        serve.upstream_model_manager()
+    monkeypatch.delattr(model_manager, "ModelLoader", raising=False)
+    with pytest.raises(ImportError) as error:
+        serve.upstream_loader()
+    assert str(error.value) == (
+        "transformers.cli.serving.model_manager has neither ModelLoader._load_model(model_id, ...) nor "
+        f"ModelManager._load_model(model_id_and_revision, ...): transformers {transformers.__version__} is installed, "
+        "and serving needs the model loading of transformers>=5.5.0. Upgrade with: pip install "
+        "'custom-transformer[serving]' (or pip install -U 'transformers[serving]>=5.5.0')"
+    )
 
 
+def test_a_model_id_splits_into_repo_and_revision_and_a_path_keeps_its_at_sign(tmp_path):
+    assert serve.split_model_id("org/model@dev") == ("org/model", "dev", None)
+    (tmp_path / "ckpt@2").mkdir()
+    assert serve.split_model_id(str(tmp_path / "ckpt@2")) == (str(tmp_path / "ckpt@2"), None, None)
+
+
+@pytest.mark.index
 def test_on_the_floor_release_the_entry_point_stops_with_the_upgrade_to_run(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "custom_transformer.serve", "--help"],

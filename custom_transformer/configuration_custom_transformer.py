@@ -122,7 +122,7 @@ PRESETS: dict[str, dict] = {
 # The version of this code, written into every saved config.json: it tells which code a checkpoint runs
 # (`python -m custom_transformer.refresh` brings an old checkpoint's code up to date). Bump it with any change
 # to the files shipped in checkpoints; pyproject.toml reads the package version from here.
-CODE_VERSION = "0.2.0"
+CODE_VERSION = "0.3.0"
 
 # rope_type "default" is computed by the model itself; the others come from transformers' ROPE_INIT_FUNCTIONS.
 POSITION_EMBEDDING_TYPES = ("rope", "learned", "sinusoidal", "none")
@@ -166,6 +166,9 @@ class CustomTransformerConfig(PreTrainedConfig):
       `initializer_range / sqrt(2 * num_hidden_layers)` (GPT-2), so the residual stream does not grow with depth.
     - `classifier_pooling`: which token the sequence-classification head reads (`"first"` = [CLS],
       `"last"` = last non-padding token, `"mean"`); `classifier_pooler` adds BERT's dense+tanh pooler.
+    - `hub_kernels`: let `from_pretrained(use_kernels=True)` (the default of transformers 5.25+ when the `kernels`
+      package is installed) replace the activations with kernels downloaded from the Hub on GPUs. Off by default,
+      so a model computes the same numbers whether or not `kernels` is installed.
 
     Use [`CustomTransformerConfig.from_preset`] for the named architectures.
     """
@@ -214,6 +217,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
         tie_word_embeddings: bool = True,
+        hub_kernels: bool = False,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -249,6 +253,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
         self.tie_word_embeddings = tie_word_embeddings
+        self.hub_kernels = hub_kernels
         # Validate before the base class runs its own checks (transformers >= 5.2x), so errors name our fields.
         self.validate_architecture()
         kwargs.pop("code_version", None)  # always the version of the code running now, see CODE_VERSION
@@ -303,6 +308,8 @@ class CustomTransformerConfig(PreTrainedConfig):
         for field in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 raise ValueError(f"{field}={getattr(self, field)} must be in [0, 1).")
+        if not isinstance(self.hub_kernels, bool):
+            raise ValueError(f"hub_kernels={self.hub_kernels!r} must be True or False.")
         if self.type_vocab_size < 0:
             raise ValueError(f"type_vocab_size={self.type_vocab_size} must be >= 0 (0 disables token types).")
 

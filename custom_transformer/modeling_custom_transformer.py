@@ -319,6 +319,32 @@ class CustomTransformerAttention(nn.Module):
         return attn_output, attn_weights
 
 
+class Activation(nn.Module):
+    """`ACT2FN[name]` held outside the module tree, where `kernelize` cannot see it.
+
+    transformers 5.25 kernelizes every model on load when the `kernels` package is installed, and its activation
+    classes are hub-kernel layers: on GPUs they would be swapped for kernels downloaded at load time, so the
+    numbers (and whether loading needs the network) would depend on an optional package. This module computes
+    exactly transformers' activation and carries nothing `kernelize` replaces.
+    """
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.__dict__["function"] = ACT2FN[name]  # a plain attribute, not a submodule
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def activation(config: CustomTransformerConfig) -> nn.Module:
+    """transformers' activation module itself with `hub_kernels=True` (Hub kernels may replace it), else ours."""
+    return ACT2FN[config.hidden_act] if config.hub_kernels else Activation(config.hidden_act)
+
+
 class GatedMLP(nn.Module):
     """down(act(gate(x)) * up(x)): SwiGLU when `hidden_act="silu"` (Llama)."""
 
@@ -329,7 +355,7 @@ class GatedMLP(nn.Module):
         self.down_proj = OUTPUT_PROJECTIONS[config.scale_residual_init](
             config.intermediate_size, config.hidden_size, bias=config.mlp_bias
         )
-        self.act_fn = ACT2FN[config.hidden_act]
+        self.act_fn = activation(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
@@ -344,7 +370,7 @@ class PlainMLP(nn.Module):
         self.down_proj = OUTPUT_PROJECTIONS[config.scale_residual_init](
             config.intermediate_size, config.hidden_size, bias=config.mlp_bias
         )
-        self.act_fn = ACT2FN[config.hidden_act]
+        self.act_fn = activation(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.up_proj(x)))
@@ -655,7 +681,7 @@ class MaskedLMHead(nn.Module):
     def __init__(self, config: CustomTransformerConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act_fn = ACT2FN[config.hidden_act]
+        self.act_fn = activation(config)
         self.norm = build_norm(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
 

@@ -14,8 +14,8 @@ import transformers
 from packaging import version
 
 MIN_TRANSFORMERS_VERSION = "5.0.0"
-# The newest release this code was verified on (`make compat`); the lock file pins the same one.
-NEWEST_VERIFIED_TRANSFORMERS_VERSION = "5.24.0"
+# The newest release this code was verified on (`make compat`); the lock file pins no newer one.
+NEWEST_VERIFIED_TRANSFORMERS_VERSION = "5.25.0"
 
 if version.parse(transformers.__version__) < version.parse(MIN_TRANSFORMERS_VERSION):
     raise ImportError(

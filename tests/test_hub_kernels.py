@@ -74,3 +74,10 @@ def test_the_opt_in_changes_no_number_without_kernels(preset):
 def test_hub_kernels_must_be_a_bool():
     with pytest.raises(ValueError, match=r"^hub_kernels='yes' must be True or False\.$"):
         tiny_config("llama", hub_kernels="yes")
+
+
+def test_a_saved_model_opts_in_at_load_time(tmp_path):
+    heads_for("llama")["AutoModelForCausalLM"](tiny_config("llama")).save_pretrained(tmp_path)
+    loaded = heads_for("llama")["AutoModelForCausalLM"].from_pretrained(tmp_path, hub_kernels=True)
+    assert loaded.config.hub_kernels is True
+    assert type(loaded.model.layers[0].mlp.act_fn) is type(ACT2FN["silu"])

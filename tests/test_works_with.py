@@ -5,7 +5,8 @@ where `custom_transformer` cannot be imported (`helpers/works_with_without_packa
 `trust_remote_code=True`, runs every row and writes the numbers it saw, once under the project env and once
 under the floor release (`MIN_TRANSFORMERS_VERSION`, a cached release site); tensor parallelism runs under
 torchrun (`helpers/tensor_parallel_without_package.py`). Each test checks one row against this process's model.
-`make works-with` (CT_WORKS_WITH_EVERY_RELEASE=1) also runs the rows under the newest patch of every 5.x minor.
+`make works-with` (CT_WORKS_WITH_EVERY_RELEASE=1) also runs the rows under the newest patch of every 5.x minor,
+CT_EXTRA_TRANSFORMERS_VERSIONS=5.25.0 under the releases it names.
 
 Where the floor lacks a row, its floor test asserts the absence (so it fails, and says so, once the row works):
 5.0's `DistributedConfig` has no `tp_plan`, and 5.0's continuous batching answers no model on CPU (Llama neither;
@@ -40,6 +41,8 @@ HELPERS = Path(__file__).parent / "helpers"
 RELEASES = {"project-env": transformers.__version__, "floor": MIN_TRANSFORMERS_VERSION}
 if os.environ.get("CT_WORKS_WITH_EVERY_RELEASE"):  # `make works-with`: each 5.x minor's newest patch as well
     RELEASES |= {version: version for version in latest_patch_of_each_minor() if version not in RELEASES.values()}
+# More releases on request, as in test_remote_code.py, e.g. CT_EXTRA_TRANSFORMERS_VERSIONS=5.25.0
+RELEASES |= {v: v for v in filter(None, os.environ.get("CT_EXTRA_TRANSFORMERS_VERSIONS", "").split(","))}
 MAX_NEW_TOKENS = 6
 # Weights 15x the default scale, so greedy tokens depend on the whole prompt (as in the checkpoint contract).
 INIT = {"initializer_range": 0.3}

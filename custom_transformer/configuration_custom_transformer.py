@@ -130,6 +130,9 @@ NORM_TYPES = ("rmsnorm", "layernorm")
 NORM_PLACEMENTS = ("pre", "post")
 MLP_TYPES = ("gated", "plain")
 CLASSIFIER_POOLINGS = ("first", "last", "mean")
+# What the model reads, and the stack of layers it runs: each head says which of these it fits.
+INPUT_EMBEDDINGS = ("tokens",)
+STACKS = ("encoder", "decoder")
 
 ATTENTION_TP_PLAN = {
     "layers.*.self_attn.q_proj": "colwise",
@@ -169,6 +172,8 @@ class CustomTransformerConfig(PreTrainedConfig):
     - `hub_kernels`: let `from_pretrained(use_kernels=True)` (the default of transformers 5.25+ when the `kernels`
       package is installed) replace the activations with kernels downloaded from the Hub on GPUs. Off by default,
       so a model computes the same numbers whether or not `kernels` is installed.
+
+    - `input_embedding`: what the model reads; `"tokens"` (token ids through `embed_tokens`).
 
     Use [`CustomTransformerConfig.from_preset`] for the named architectures.
     """
@@ -218,6 +223,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         eos_token_id: int | None = None,
         tie_word_embeddings: bool = True,
         hub_kernels: bool = False,
+        input_embedding: str = "tokens",
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -254,6 +260,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.eos_token_id = eos_token_id
         self.tie_word_embeddings = tie_word_embeddings
         self.hub_kernels = hub_kernels
+        self.input_embedding = input_embedding
         # Validate before the base class runs its own checks (transformers >= 5.2x), so errors name our fields.
         self.validate_architecture()
         kwargs.pop("code_version", None)  # always the version of the code running now, see CODE_VERSION
@@ -263,6 +270,11 @@ class CustomTransformerConfig(PreTrainedConfig):
         # Tensor-parallel plan of `CustomTransformerModel`: column-wise in, row-wise out, per MLP kind. An
         # attribute, not a property: transformers 5.15 - 5.20 assign it in `PreTrainedConfig.__init__`.
         self.base_model_tp_plan = {**ATTENTION_TP_PLAN, **MLP_TP_PLANS[self.mlp_type]}
+
+    @property
+    def stack(self) -> str:
+        """The stack of layers: `"decoder"` (causal self-attention) or `"encoder"` (bidirectional)."""
+        return "decoder" if self.is_decoder else "encoder"
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "CustomTransformerConfig":
@@ -278,6 +290,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         _check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         _check_choice("mlp_type", self.mlp_type, MLP_TYPES)
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
+        _check_choice("input_embedding", self.input_embedding, INPUT_EMBEDDINGS)
         for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             _check_positive(field, getattr(self, field))
         _check_positive("num_key_value_heads", self.num_key_value_heads)

@@ -43,7 +43,7 @@ from .checkpoint_io import (
     unreadable_weights_message,
     untrusted_missing_keys,
 )
-from .configuration_custom_transformer import CustomTransformerConfig
+from .configuration_custom_transformer import STACKS, CustomTransformerConfig
 from .transformers_compat import (
     ALL_ATTENTION_FUNCTIONS,
     CACHE_FIELD,
@@ -450,6 +450,12 @@ def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
 
 
 class CustomTransformerPreTrainedModel(PreTrainedModel):
+    """What every head shares, and what each head declares: the Auto class that loads it and the configs it fits
+    (its stacks and input embeddings), read by registration, `auto_map`, the tests, `convert` and export."""
+
+    auto_class: str
+    stacks: tuple[str, ...] = STACKS
+    input_kinds: tuple[str, ...] = ("tokens",)
     config_class = CustomTransformerConfig
     config: CustomTransformerConfig
     base_model_prefix = "model"
@@ -547,9 +553,16 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
             raise DamagedCheckpointError(message)
         return model
 
+    @classmethod
+    def fits(cls, config: CustomTransformerConfig) -> bool:
+        """Whether this head is built for `config`: its stack and its input embedding."""
+        return config.stack in cls.stacks and config.input_embedding in cls.input_kinds
+
 
 class CustomTransformerModel(CustomTransformerPreTrainedModel):
     """The bare Transformer: embeddings, a stack of layers, and the final norm of pre-norm stacks."""
+
+    auto_class = "AutoModel"
 
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config)
@@ -624,6 +637,9 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
 class CustomTransformerForCausalLM(CustomTransformerPreTrainedModel, GenerationMixin):
     """Next-token prediction; the only head that can `generate`."""
 
+    auto_class = "AutoModelForCausalLM"
+    stacks = ("decoder",)
+
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _tp_plan = {"lm_head": "colwise_gather_output"}
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
@@ -691,6 +707,9 @@ class MaskedLMHead(nn.Module):
 
 class CustomTransformerForMaskedLM(CustomTransformerPreTrainedModel):
     """Masked-token prediction for bidirectional (encoder) configs."""
+
+    auto_class = "AutoModelForMaskedLM"
+    stacks = ("encoder",)
 
     _tied_weights_keys = {"lm_head.decoder.weight": "model.embed_tokens.weight"}
     # Sharded like the embedding it is tied to (transformers shards `embed_tokens` row-wise), as in the causal LM.
@@ -779,6 +798,8 @@ def classifier_dropout(config: CustomTransformerConfig) -> nn.Dropout:
 class CustomTransformerForSequenceClassification(CustomTransformerPreTrainedModel):
     """Classification or regression of a whole sequence; `config.problem_type` picks the loss."""
 
+    auto_class = "AutoModelForSequenceClassification"
+
     # The loss is a mean over this batch: Trainer must not rescale it by world size or accumulation steps.
     accepts_loss_kwargs = False
 
@@ -816,6 +837,8 @@ class CustomTransformerForSequenceClassification(CustomTransformerPreTrainedMode
 class CustomTransformerForTokenClassification(CustomTransformerPreTrainedModel):
     """One label per token (NER, tagging)."""
 
+    auto_class = "AutoModelForTokenClassification"
+
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -848,6 +871,8 @@ class CustomTransformerForTokenClassification(CustomTransformerPreTrainedModel):
 
 class CustomTransformerForQuestionAnswering(CustomTransformerPreTrainedModel):
     """Extractive question answering: start and end logits over the tokens."""
+
+    auto_class = "AutoModelForQuestionAnswering"
 
     accepts_loss_kwargs = False  # mean loss over this batch, see sequence classification
 
@@ -888,29 +913,32 @@ class CustomTransformerForQuestionAnswering(CustomTransformerPreTrainedModel):
 # Auto classes
 
 
-AUTO_CLASSES = {
-    "AutoModel": CustomTransformerModel,
-    "AutoModelForCausalLM": CustomTransformerForCausalLM,
-    "AutoModelForMaskedLM": CustomTransformerForMaskedLM,
-    "AutoModelForSequenceClassification": CustomTransformerForSequenceClassification,
-    "AutoModelForTokenClassification": CustomTransformerForTokenClassification,
-    "AutoModelForQuestionAnswering": CustomTransformerForQuestionAnswering,
-}
-# Only decoders generate; only encoders fill masks.
-_DECODER_ONLY, _ENCODER_ONLY = {"AutoModelForCausalLM"}, {"AutoModelForMaskedLM"}
+HEADS = (
+    CustomTransformerModel,
+    CustomTransformerForCausalLM,
+    CustomTransformerForMaskedLM,
+    CustomTransformerForSequenceClassification,
+    CustomTransformerForTokenClassification,
+    CustomTransformerForQuestionAnswering,
+)
+AUTO_CLASSES = {head.auto_class: head for head in HEADS}
 
 CustomTransformerConfig.register_for_auto_class()
-for _auto_class, _model_class in AUTO_CLASSES.items():
-    _model_class.register_for_auto_class(_auto_class)
+for _head in HEADS:
+    _head.register_for_auto_class(_head.auto_class)
+
+
+def heads_fitting(config: CustomTransformerConfig) -> dict[str, type[CustomTransformerPreTrainedModel]]:
+    """Auto class name -> head, for every head built for `config`."""
+    return {head.auto_class: head for head in HEADS if head.fits(config)}
 
 
 def auto_map(config: CustomTransformerConfig) -> dict[str, str]:
     """The `auto_map` of a checkpoint: `AutoConfig` and every Auto class whose head fits the config."""
-    excluded = _ENCODER_ONLY if config.is_decoder else _DECODER_ONLY
     module = __name__.rsplit(".", 1)[-1]
     config_module = CustomTransformerConfig.__module__.rsplit(".", 1)[-1]
     mapping = {"AutoConfig": f"{config_module}.CustomTransformerConfig"}
-    mapping.update({name: f"{module}.{cls.__name__}" for name, cls in AUTO_CLASSES.items() if name not in excluded})
+    mapping.update({name: f"{module}.{head.__name__}" for name, head in heads_fitting(config).items()})
     return mapping
 
 

@@ -76,11 +76,21 @@ def test_encoders_do_not_use_a_kv_cache_by_default():
         ({"rope_parameters": {"rope_type": "spiral", "rope_theta": 1e4}}, r"rope_parameters\['rope_type'\]='spiral'"),
         ({"head_dim": 7, "num_key_value_heads": 4}, "head_dim=7 must be even"),
         ({"hidden_dropout": 1.5}, r"hidden_dropout=1.5 must be in \[0, 1\)"),
+        ({"input_embedding": "pixels"}, "input_embedding='pixels' is not supported. Choose one of: 'tokens'"),
     ],
 )
 def test_invalid_settings_raise_naming_the_field_and_the_fix(overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny_config("llama", **overrides)
+
+
+@pytest.mark.parametrize(("name", "stack"), [("llama", "decoder"), ("gpt2", "decoder"), ("bert", "encoder")])
+def test_the_stack_is_read_off_is_decoder_so_configs_saved_before_it_existed_load_unchanged(tmp_path, name, stack):
+    config = tiny_config(name)
+    saved = config.to_dict()
+    del saved["input_embedding"]  # as config.json was up to 0.2.0
+    assert CustomTransformerConfig(**saved).stack == stack
+    assert CustomTransformerConfig(**saved).input_embedding == "tokens"
 
 
 def test_explicit_head_dim_may_differ_from_hidden_size_over_heads():

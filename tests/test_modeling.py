@@ -259,6 +259,19 @@ def test_greedy_generation_is_the_same_with_and_without_the_kv_cache(preset):
     assert torch.equal(cached, static)
 
 
+def test_each_head_declares_the_stacks_it_fits_and_the_auto_class_that_loads_it():
+    fits = {head.auto_class: head.stacks for head in AUTO_CLASSES.values()}
+    assert fits == {
+        "AutoModel": ("encoder", "decoder"),
+        "AutoModelForCausalLM": ("decoder",),
+        "AutoModelForMaskedLM": ("encoder",),
+        "AutoModelForSequenceClassification": ("encoder", "decoder"),
+        "AutoModelForTokenClassification": ("encoder", "decoder"),
+        "AutoModelForQuestionAnswering": ("encoder", "decoder"),
+    }
+    assert all(head.input_kinds == ("tokens",) for head in AUTO_CLASSES.values())
+
+
 def test_only_the_causal_lm_can_generate():
     assert [name for name, head in AUTO_CLASSES.items() if head.can_generate()] == ["AutoModelForCausalLM"]
 

@@ -4,7 +4,7 @@ import torch
 from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel
 
 from custom_transformer import CustomTransformerConfig
-from custom_transformer.modeling_custom_transformer import AUTO_CLASSES, auto_map
+from custom_transformer.modeling_custom_transformer import heads_fitting
 
 PRESET_NAMES = ("llama", "gpt2", "bert", "vaswani")
 DECODER_PRESETS = ("llama", "gpt2")
@@ -32,9 +32,8 @@ def tiny_config(preset: str = "llama", **overrides) -> CustomTransformerConfig:
 
 
 def heads_for(preset: str) -> dict[str, type[PreTrainedModel]]:
-    """Auto class name -> head, for the heads of `AUTO_CLASSES` that a preset's checkpoints name in their auto_map."""
-    applicable = auto_map(tiny_config(preset))
-    return {name: head for name, head in AUTO_CLASSES.items() if name in applicable}
+    """Auto class name -> head, for every head that fits the preset (and so is named in its checkpoints' auto_map)."""
+    return heads_fitting(tiny_config(preset))
 
 
 def build(model_class: type[PreTrainedModel], preset: str, **overrides) -> PreTrainedModel:

@@ -130,9 +130,7 @@ NORM_TYPES = ("rmsnorm", "layernorm")
 NORM_PLACEMENTS = ("pre", "post")
 MLP_TYPES = ("gated", "plain")
 CLASSIFIER_POOLINGS = ("first", "last", "mean")
-# What the model reads, and the stack of layers it runs: each head says which of these it fits.
-INPUT_EMBEDDINGS = ("tokens",)
-STACKS = ("encoder", "decoder")
+INPUT_EMBEDDING_TYPES = ("tokens",)  # what the model reads
 
 ATTENTION_TP_PLAN = {
     "layers.*.self_attn.q_proj": "colwise",
@@ -290,7 +288,7 @@ class CustomTransformerConfig(PreTrainedConfig):
         _check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         _check_choice("mlp_type", self.mlp_type, MLP_TYPES)
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
-        _check_choice("input_embedding", self.input_embedding, INPUT_EMBEDDINGS)
+        _check_choice("input_embedding", self.input_embedding, INPUT_EMBEDDING_TYPES)
         for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             _check_positive(field, getattr(self, field))
         _check_positive("num_key_value_heads", self.num_key_value_heads)

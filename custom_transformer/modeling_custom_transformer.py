@@ -1,8 +1,8 @@
 """One configurable Transformer: BERT, GPT-2, Llama and the 2017 post-LN Transformer are configurations of it.
 
 Every architectural switch of `CustomTransformerConfig` is one row of a small table (`NORMS`, `MLPS`,
-`POSITION_SCHEMES`, `NORM_PLACEMENTS`, `TOKEN_TYPES`, `MASKS`, `POOLINGS`), looked up once in `__init__`,
-so each `forward` below reads top to bottom without branching on the config. The structure follows transformers'
+`POSITION_SCHEMES`, `NORM_PLACEMENTS`, `TOKEN_TYPES`, `STACKS`, `INPUT_EMBEDDINGS`, `POOLINGS`), looked up once
+in `__init__`, so each `forward` below reads top to bottom without branching on the config. The structure follows transformers'
 Llama: attention through `ALL_ATTENTION_FUNCTIONS`, `Cache` objects, masks from `masking_utils`, outputs
 recorded with hooks. This file and its relative imports are copied into every checkpoint, so it only
 uses transformers APIs that exist from 5.0 on (`transformers_compat.py` holds the few that moved).
@@ -43,7 +43,7 @@ from .checkpoint_io import (
     unreadable_weights_message,
     untrusted_missing_keys,
 )
-from .configuration_custom_transformer import STACKS, CustomTransformerConfig
+from .configuration_custom_transformer import CustomTransformerConfig
 from .transformers_compat import (
     ALL_ATTENTION_FUNCTIONS,
     CACHE_FIELD,
@@ -271,7 +271,7 @@ class CustomTransformerAttention(nn.Module):
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
-        self.is_causal = config.is_decoder  # read by the sdpa / flash kernels when no mask is materialised
+        self.is_causal = STACKS[config.stack].is_causal  # read by the sdpa / flash kernels when no mask is built
         bias = config.attention_bias
         self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
@@ -425,24 +425,63 @@ class CustomTransformerLayer(GradientCheckpointingLayer):
         return self.residual(hidden_states, self.mlp, self.mlp_norm, self.dropout)
 
 
-MASKS = {True: causal_mask, False: bidirectional_mask}  # keyed by `is_decoder`
+@dataclass(frozen=True)
+class Stack:
+    """How a stack of layers attends: the mask its layers get, and whether kernels may assume a causal one."""
+
+    build_mask: Callable
+    is_causal: bool
 
 
-def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Name `input_ids` and `vocab_size` when an id has no embedding row: torch says only "index out of range in
-    self" (a device-side assert on GPU). One aminmax; skipped while compiling, exporting or tracing, where reading
-    the values back would break the graph."""
-    if is_torchdynamo_compiling() or torch.jit.is_tracing() or input_ids.is_meta or input_ids.numel() == 0:
-        return input_ids
-    low, high = (int(bound) for bound in torch.aminmax(input_ids))
-    if low < 0 or high >= vocab_size:
-        raise IndexError(
-            f"input_ids hold token ids from {low} to {high}, but vocab_size is {vocab_size}: every id must be in "
-            f"[0, {vocab_size - 1}]. Use the tokenizer the model was trained with (len(tokenizer) must not exceed "
-            "config.vocab_size, or call model.resize_token_embeddings(len(tokenizer))), and keep label values "
-            "such as -100 out of input_ids."
+STACKS = {"decoder": Stack(causal_mask, is_causal=True), "encoder": Stack(bidirectional_mask, is_causal=False)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input embeddings: what the model reads, turned into one vector per position
+
+
+class TokenEmbedding(nn.Embedding):
+    """Token ids -> vectors, naming the ids and `vocab_size` when an id has no row.
+
+    torch says only "index out of range in self" (a device-side assert on GPUs). On CPU the ids are checked with
+    one aminmax and an exact message; on accelerators with an asynchronous assert, so no step (decoding included)
+    waits for the device. Skipped while compiling, exporting or tracing, where a check would break the graph.
+    """
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if not (is_torchdynamo_compiling() or torch.jit.is_tracing() or input_ids.is_meta or input_ids.numel() == 0):
+            self.check(input_ids)
+        return super().forward(input_ids)
+
+    def check(self, input_ids: torch.Tensor) -> None:
+        vocab_size = self.num_embeddings
+        fix = (
+            f"every id must be in [0, {vocab_size - 1}]. Use the tokenizer the model was trained with (len(tokenizer) "
+            "must not exceed config.vocab_size, or call model.resize_token_embeddings(len(tokenizer))), and keep "
+            "label values such as -100 out of input_ids."
         )
-    return input_ids
+        low, high = torch.aminmax(input_ids)
+        if input_ids.device.type != "cpu":
+            torch._assert_async((low >= 0) & (high < vocab_size), f"input_ids hold token ids outside it: {fix}")
+        elif low < 0 or high >= vocab_size:
+            raise IndexError(
+                f"input_ids hold token ids from {int(low)} to {int(high)}, but vocab_size is {vocab_size}: {fix}"
+            )
+
+
+@dataclass(frozen=True)
+class InputEmbedding:
+    """The module that embeds what a model reads, and the attribute its tensors are saved under."""
+
+    attribute: str
+    module: Callable[[CustomTransformerConfig], nn.Module]
+
+
+INPUT_EMBEDDINGS = {
+    "tokens": InputEmbedding(
+        "embed_tokens", lambda config: TokenEmbedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+    ),
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -454,8 +493,8 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     (its stacks and input embeddings), read by registration, `auto_map`, the tests, `convert` and export."""
 
     auto_class: str
-    stacks: tuple[str, ...] = STACKS
-    input_kinds: tuple[str, ...] = ("tokens",)
+    stacks: tuple[str, ...] = ("encoder", "decoder")  # keys of STACKS
+    input_kinds: tuple[str, ...] = ("tokens",)  # keys of INPUT_EMBEDDINGS
     config_class = CustomTransformerConfig
     config: CustomTransformerConfig
     base_model_prefix = "model"
@@ -567,7 +606,8 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config)
         positions = POSITION_SCHEMES[config.position_embedding_type]
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        inputs = INPUT_EMBEDDINGS[config.input_embedding]
+        self.add_module(inputs.attribute, inputs.module(config))  # `embed_tokens`, as every checkpoint names it
         self.embed_positions = positions.absolute(config)
         self.embed_token_types = TOKEN_TYPES[config.type_vocab_size > 0](config)
         self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
@@ -576,15 +616,15 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         self.rotary_emb = positions.rotary(config)
         self.layers = nn.ModuleList(CustomTransformerLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = NORM_PLACEMENTS[config.norm_placement].final_norm(config)
-        self.build_mask = MASKS[bool(config.is_decoder)]
+        self.build_mask = STACKS[config.stack].build_mask
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed_tokens
+    def get_input_embeddings(self) -> nn.Module:
+        return getattr(self, INPUT_EMBEDDINGS[self.config.input_embedding].attribute)
 
-    def set_input_embeddings(self, value: nn.Embedding):
-        self.embed_tokens = value
+    def set_input_embeddings(self, value: nn.Module):
+        setattr(self, INPUT_EMBEDDINGS[self.config.input_embedding].attribute, value)
 
     @record_outputs
     def forward(
@@ -602,7 +642,7 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(check_token_ids(input_ids, self.config.vocab_size))
+            inputs_embeds = self.get_input_embeddings()(input_ids)
         cache = pop_cache(past_key_values, kwargs)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)

@@ -24,19 +24,14 @@ from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
-    BertConfig,
-    BertForMaskedLM,
     CompileConfig,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaForCausalLM,
 )
 from transformers.pytorch_utils import Conv1D
 
 transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars would bury the progress lines
 
-# Each preset and the transformers class it reproduces; decoders are also measured generating.
-REFERENCE_CLASSES = {"llama": LlamaForCausalLM, "gpt2": GPT2LMHeadModel, "bert": BertForMaskedLM}
+# The Auto class that loads each family's measured model (the reference class is the family's, in
+# custom_transformer.families); decoders are also measured generating.
 AUTO_CLASSES = {"llama": AutoModelForCausalLM, "gpt2": AutoModelForCausalLM, "bert": AutoModelForMaskedLM}
 
 # Greedy decoding of weights drawn with transformers' usual std 0.02 repeats one token forever, which makes the
@@ -62,10 +57,11 @@ def _build_checkpoint(family: str, shape: dict, root: str) -> dict:
     converted config is checked against the one we asked for.
     """
     from custom_transformer.convert import convert
+    from custom_transformer.families import FAMILIES
 
     config = _our_config(family, shape)
     torch.manual_seed(SEED)
-    reference = REFERENCE_CLASSES[family](_reference_config(family, config))
+    reference = FAMILIES[family].reference(FAMILIES[family].reference_config(config))
     folders = {"reference": f"{root}/{family}-reference", "ours": f"{root}/{family}-ours"}
     reference.save_pretrained(folders["reference"])
     ours = convert(folders["reference"], folders["ours"])
@@ -100,45 +96,6 @@ def _our_config(family: str, shape: dict):
         intermediate_size=preset["intermediate_size"] * shape["hidden"] // preset["hidden_size"],
         initializer_range=INITIALIZER_RANGE,
         **special_tokens,
-    )
-
-
-def _reference_config(family: str, config) -> transformers.PreTrainedConfig:
-    """The transformers config with our config's shapes: the inverse of convert.py's field mapping."""
-    from custom_transformer.convert import COMMON_FIELDS, llama_config_from
-
-    if family == "llama":
-        return llama_config_from(config)
-    common = {name: getattr(config, name) for name in COMMON_FIELDS}
-    if family == "gpt2":
-        return GPT2Config(
-            vocab_size=config.vocab_size,
-            n_embd=config.hidden_size,
-            n_layer=config.num_hidden_layers,
-            n_head=config.num_attention_heads,
-            n_inner=config.intermediate_size,
-            activation_function=config.hidden_act,
-            n_positions=config.max_position_embeddings,
-            layer_norm_epsilon=config.layer_norm_eps,
-            resid_pdrop=config.hidden_dropout,
-            embd_pdrop=config.hidden_dropout,
-            attn_pdrop=config.attention_dropout,
-            **common,
-        )
-    return BertConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        hidden_act=config.hidden_act,
-        max_position_embeddings=config.max_position_embeddings,
-        layer_norm_eps=config.layer_norm_eps,
-        type_vocab_size=config.type_vocab_size,
-        hidden_dropout_prob=config.hidden_dropout,
-        attention_probs_dropout_prob=config.attention_dropout,
-        classifier_dropout=config.classifier_dropout,
-        **common,
     )
 
 

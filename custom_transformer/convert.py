@@ -25,11 +25,13 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoTokenizer,
+    BertConfig,
     BertForMaskedLM,
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
     BertModel,
+    GPT2Config,
     GPT2ForQuestionAnswering,
     GPT2ForSequenceClassification,
     GPT2ForTokenClassification,
@@ -179,6 +181,43 @@ def llama_config_from(config: CustomTransformerConfig) -> LlamaConfig:
         attention_bias=config.attention_bias,
         mlp_bias=config.mlp_bias,
         attention_dropout=config.attention_dropout,
+        **{name: getattr(config, name) for name in COMMON_FIELDS},
+    )
+
+
+def gpt2_config_from(config: CustomTransformerConfig) -> GPT2Config:
+    """The `GPT2Config` with a gpt2-preset custom config's shapes (the inverse of `_gpt2_fields`)."""
+    return GPT2Config(
+        vocab_size=config.vocab_size,
+        n_embd=config.hidden_size,
+        n_layer=config.num_hidden_layers,
+        n_head=config.num_attention_heads,
+        n_inner=config.intermediate_size,
+        activation_function=config.hidden_act,
+        n_positions=config.max_position_embeddings,
+        layer_norm_epsilon=config.layer_norm_eps,
+        resid_pdrop=config.hidden_dropout,
+        embd_pdrop=config.hidden_dropout,
+        attn_pdrop=config.attention_dropout,
+        **{name: getattr(config, name) for name in COMMON_FIELDS},
+    )
+
+
+def bert_config_from(config: CustomTransformerConfig) -> BertConfig:
+    """The `BertConfig` with a bert-preset custom config's shapes (the inverse of `_bert_fields`)."""
+    return BertConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        hidden_act=config.hidden_act,
+        max_position_embeddings=config.max_position_embeddings,
+        layer_norm_eps=config.layer_norm_eps,
+        type_vocab_size=config.type_vocab_size,
+        hidden_dropout_prob=config.hidden_dropout,
+        attention_probs_dropout_prob=config.attention_dropout,
+        classifier_dropout=config.classifier_dropout,
         **{name: getattr(config, name) for name in COMMON_FIELDS},
     )
 

@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from helpers.models import TINY, tiny_config, tiny_reference_config
+from helpers.models import REFERENCE_FAMILIES, TINY, tiny_config, tiny_reference_config
 from torch import nn
 from torch.testing import assert_close
 from transformers import (
@@ -32,6 +32,7 @@ from custom_transformer import (
     CustomTransformerModel,
 )
 from custom_transformer.convert import convert, from_torch_encoder
+from custom_transformer.families import FAMILIES
 
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}
 EXACT = {"atol": 0.0, "rtol": 0.0}
@@ -80,6 +81,11 @@ CASES = {
 }
 DECODER_CASES = ["llama", "llama-biases-tied-llama3-rope", "gpt2"]
 LANGUAGE_MODEL_CASES = [*DECODER_CASES, "bert-masked-lm"]
+
+
+def test_every_family_with_a_reference_class_is_compared_with_it():
+    compared = {reference_class for reference_class, _, _ in CASES.values()}
+    assert {FAMILIES[name].reference for name in REFERENCE_FAMILIES} <= compared
 
 
 @pytest.fixture(scope="module")

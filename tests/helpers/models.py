@@ -1,14 +1,18 @@
 """Tiny configs and models of every preset, their inputs, and tiny configs of the reference transformers families."""
 
 import torch
-from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 
-from custom_transformer import CustomTransformerConfig
+from custom_transformer import PRESETS, CustomTransformerConfig
+from custom_transformer.families import FAMILIES
 from custom_transformer.modeling_custom_transformer import heads_fitting
 
-PRESET_NAMES = ("llama", "gpt2", "bert", "vaswani")
-DECODER_PRESETS = ("llama", "gpt2")
-ENCODER_PRESETS = ("bert", "vaswani")
+# Every preset is tested: the lists come from the presets themselves, never from a list here.
+PRESET_NAMES = tuple(PRESETS)
+DECODER_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).stack == "decoder")
+ENCODER_PRESETS = tuple(name for name in PRESETS if name not in DECODER_PRESETS)
+# The families transformers has a class of, which the equivalence tests compare with.
+REFERENCE_FAMILIES = tuple(name for name, family in FAMILIES.items() if family.reference is not None)
 
 TINY = {
     "vocab_size": 99,
@@ -59,28 +63,7 @@ def outputs_of(model: PreTrainedModel, **inputs) -> torch.Tensor:
     return out.start_logits if "start_logits" in out else out[0]
 
 
-# The same tiny sizes in the field names of the transformers families that `custom_transformer.convert` reads.
-TINY_REFERENCE = {
-    "llama": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 37,
-        "max_position_embeddings": 64,
-    },
-    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 37, "n_positions": 64},
-    "bert": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 37,
-        "max_position_embeddings": 64,
-    },
-}
-
-
-def tiny_reference_config(model_type: str, **overrides) -> PreTrainedConfig:
-    """A transformers Llama / GPT-2 / BERT config with the sizes and special tokens of `tiny_config`."""
-    tokens = {name: TINY[name] for name in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id")}
-    return AutoConfig.for_model(model_type, **{**tokens, **TINY_REFERENCE[model_type], **overrides})
+def tiny_reference_config(family: str, **overrides) -> PreTrainedConfig:
+    """transformers' config of a family (llama, gpt2, bert) at the sizes and special tokens of `tiny_config`."""
+    reference = FAMILIES[family].reference_config(tiny_config(family))
+    return type(reference)(**{**reference.to_diff_dict(), **overrides})

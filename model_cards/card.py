@@ -157,6 +157,8 @@ def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -
         "preset": run.info["preset"],
         "task_name": task.pretty_name,
         "auto_class": task.auto_class,
+        "processor": task.processor,  # also the name of the pipeline's keyword for it
+        "processor_class": task.processor_kind.auto_class,
         "example_call": task.example_call,
         "intended_use": task.intended_use.format(dataset=dataset["name"]),
         "config": config,  # config.json, as saved

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, constants
 
+from training.tasks import PROCESSORS, Processor
+
 from .card import CARD_FILENAME
 from .run import SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX, open_weights, weight_files
 
@@ -26,30 +28,25 @@ HUB_FILES = (
     SAFE_WEIGHTS,
     SAFE_WEIGHTS_INDEX,
     "model-*-of-*.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "tokenizer.model",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.*",
-    "merges.txt",
-    "chat_template.jinja",
+    *dict.fromkeys(pattern for processor in PROCESSORS.values() for pattern in processor.files),
     CARD_FILENAME,
     "*.png",
 )
-TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
 class IncompleteCheckpointError(ValueError):
     """The folder is not a complete, clean hub checkpoint; the message lists every problem."""
 
 
-def check_checkpoint(folder: str | Path, local_paths: tuple[str | Path, ...] = ()) -> list[str]:
+def check_checkpoint(
+    folder: str | Path, local_paths: tuple[str | Path, ...] = (), processor: Processor | None = None
+) -> list[str]:
     """Return the folder's files (relative, sorted), or raise listing everything that is wrong with it.
 
     `local_paths`: extra paths of this machine that must not appear in any file (the folder itself, the
-    home, working, temp and cache directories and the Python prefix are always checked). A truncated or
-    corrupt weights file raises `DamagedWeightsError` at once: nothing else about the folder matters then.
+    home, working, temp and cache directories and the Python prefix are always checked). `processor`: the one
+    the model's task needs (a tokenizer, an image processor, ...); without it, any known processor will do. A
+    truncated or corrupt weights file raises `DamagedWeightsError` at once: nothing else about the folder matters then.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -62,8 +59,7 @@ def check_checkpoint(folder: str | Path, local_paths: tuple[str | Path, ...] = (
     ]
     problems += _config_problems(folder)
     problems += _weights_problems(folder)
-    if not (folder / TOKENIZER_CONFIG).is_file():
-        problems.append(f"{TOKENIZER_CONFIG} is missing: save the tokenizer with the model.")
+    problems += _processor_problems(folder, processor)
     problems += _card_problems(folder)
     problems += [
         f"{name} contains the local path {path}: a checkpoint must not depend on this machine."
@@ -72,6 +68,15 @@ def check_checkpoint(folder: str | Path, local_paths: tuple[str | Path, ...] = (
     if problems:
         raise IncompleteCheckpointError(f"{folder} is not a complete hub checkpoint:\n- " + "\n- ".join(problems))
     return files
+
+
+def _processor_problems(folder: Path, processor: Processor | None) -> list[str]:
+    wanted = [processor] if processor else list(PROCESSORS.values())
+    if any((folder / kind.config_file).is_file() for kind in wanted):
+        return []
+    files = " or ".join(dict.fromkeys(kind.config_file for kind in wanted))
+    nouns = " or ".join(dict.fromkeys(kind.noun for kind in wanted))
+    return [f"{files} is missing: save the {nouns} with the model."]
 
 
 def _config_problems(folder: Path) -> list[str]:

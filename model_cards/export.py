@@ -2,7 +2,8 @@
 
 The model is loaded from the run with its own shipped code (`trust_remote_code=True`) and saved again with
 `save_pretrained`, which writes config.json with the full `auto_map`, the code files, safetensors (sharded
-at `max_shard_size`) and, for causal models, generation_config.json; the tokenizer is saved the same way,
+at `max_shard_size`) and, for causal models, generation_config.json; the task's processor (tokenizer, image
+processor, ...) is saved the same way,
 then the card and its plot. Nothing else from the run folder (optimizer state, `training_args.bin`,
 checkpoints, data) is copied. The folder is written through `replacing_directory`, so a failure or a kill at
 any step leaves the previous export complete, or the new one: never a mix, never nothing.
@@ -46,9 +47,9 @@ def export_run(
     _refuse_non_empty(destination, overwrite)
     # Exactly the exported files: an earlier export's extra shards or stray files are not carried over.
     with replacing_directory(destination, carry_over=False) as staging:
-        save_model_and_tokenizer(run_dir, run.task, staging, max_shard_size)
+        save_model_and_processor(run_dir, run.task, staging, max_shard_size)
         write_model_card(run_dir, staging, repo_id=repo_id or f"./{destination.name}")
-        check_checkpoint(staging, local_paths=(run_dir, destination))
+        check_checkpoint(staging, local_paths=(run_dir, destination), processor=TASKS[run.task].processor_kind)
         staging.chmod(0o755)  # mkdtemp makes the folder private, safetensors writes its files 0600
         for path in staging.iterdir():
             path.chmod(0o644)
@@ -71,16 +72,18 @@ def _restore_killed_export(destination: Path) -> None:
     restore_interrupted_replace(destination)
 
 
-def save_model_and_tokenizer(run_dir: Path, task: str, output_dir: Path, max_shard_size: int | str) -> None:
+def save_model_and_processor(run_dir: Path, task: str, output_dir: Path, max_shard_size: int | str) -> None:
+    """The model, and what prepares its inputs (the task's processor: a tokenizer, an image processor, ...)."""
     import transformers  # here, not at the top: writing a card or pushing a folder does not need torch
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(run_dir, trust_remote_code=True)
     auto_class = getattr(transformers, _auto_class(config, task))
     check_tensor_names(run_dir, auto_class, config)
     model = auto_class.from_pretrained(run_dir, trust_remote_code=True, dtype="auto")
     model.save_pretrained(output_dir, max_shard_size=max_shard_size)
-    AutoTokenizer.from_pretrained(run_dir, trust_remote_code=True).save_pretrained(output_dir)
+    processor = getattr(transformers, TASKS[task].processor_kind.auto_class)
+    processor.from_pretrained(run_dir, trust_remote_code=True).save_pretrained(output_dir)
 
 
 def _auto_class(config, task: str) -> str:

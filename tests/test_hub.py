@@ -24,7 +24,8 @@ from huggingface_hub import constants
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from model_cards import HubUnreachableError, IncompleteCheckpointError, export_run, push_to_hub
+from model_cards import HubUnreachableError, IncompleteCheckpointError, check_checkpoint, export_run, push_to_hub
+from training.tasks import PROCESSORS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["good film", "the plot was very bad not good", "a story"]
@@ -161,3 +162,48 @@ def test_rejected_token_leaves_nothing_on_the_hub(exported, hub, online):
     with pytest.raises(HfHubHTTPError, match="401"):
         push_to_hub(exported, "org/tiny", token="hf_wrong_token", endpoint=hub.url)
     assert hub.repos == {}
+
+
+# --- what prepares the inputs: a tokenizer for text, an image processor for images (training.tasks.PROCESSORS) ------
+
+
+def without_tokenizer(exported: Path, folder: Path) -> Path:
+    shutil.copytree(exported, folder)
+    for pattern in PROCESSORS["tokenizer"].files:
+        for path in folder.glob(pattern):
+            path.unlink()
+    return folder
+
+
+def test_a_folder_whose_processor_is_an_image_processor_is_complete(exported, tmp_path):
+    from transformers import ViTImageProcessorPil
+
+    folder = without_tokenizer(exported, tmp_path / "tiny")
+    ViTImageProcessorPil().save_pretrained(folder)
+    assert "preprocessor_config.json" in check_checkpoint(folder)
+    assert "preprocessor_config.json" in check_checkpoint(folder, processor=PROCESSORS["image_processor"])
+
+
+def test_a_folder_without_a_processor_is_refused_naming_each_kind(exported, tmp_path):
+    folder = without_tokenizer(exported, tmp_path / "tiny")
+    with pytest.raises(IncompleteCheckpointError) as refused:
+        check_checkpoint(folder)
+    assert (
+        "- tokenizer_config.json or preprocessor_config.json is missing: save the tokenizer or image processor or "
+        "feature extractor with the model." in str(refused.value)
+    )
+
+
+def test_a_task_that_reads_text_needs_a_tokenizer_not_an_image_processor(exported, tmp_path):
+    from transformers import ViTImageProcessorPil
+
+    folder = without_tokenizer(exported, tmp_path / "tiny")
+    ViTImageProcessorPil().save_pretrained(folder)
+    with pytest.raises(IncompleteCheckpointError, match="tokenizer_config.json is missing: save the tokenizer with"):
+        check_checkpoint(folder, processor=PROCESSORS["tokenizer"])
+
+
+def test_sentencepiece_models_are_part_of_a_hub_checkpoint(exported, tmp_path):
+    folder = shutil.copytree(exported, tmp_path / "tiny")
+    (folder / "source.spm").write_bytes(b"sentencepiece model")
+    assert "source.spm" in check_checkpoint(folder)

@@ -3,7 +3,8 @@
 `TASKS` is keyed by the pipeline tag (the `task` of `run_info.json`, `--task` of `training.finetune`, the
 card's `pipeline_tag`). Adding a task is one row here: its Hub name, Auto class (which names the head:
 `AutoModelForCausalLM` -> `...ForCausalLM`), collator, metrics, baselines and card wording, and for fine-tuning
-its columns and tokenizing function; the scripts and the cards follow.
+its columns and tokenizing function, and the processor its inputs go through (`PROCESSORS`: a tokenizer, an image
+processor, ...); the scripts and the cards follow.
 
 The transformers classes and the tokenizing functions are named, not imported (as in transformers' own
 Auto mappings), so that reading the table needs neither torch nor `datasets`: `model_cards` writes cards
@@ -14,6 +15,42 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Processor:
+    """What turns a task's raw inputs (text, images, audio) into model inputs, as transformers saves and loads it."""
+
+    auto_class: str  # the transformers Auto class that loads it from a checkpoint
+    config_file: str  # the file whose presence says a checkpoint carries one
+    files: tuple[str, ...]  # every file (glob) it may save: a hub-ready folder keeps exactly these
+    noun: str  # how an error names it
+
+
+PROCESSORS: dict[str, Processor] = {
+    "tokenizer": Processor(
+        "AutoTokenizer",
+        "tokenizer_config.json",
+        (
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "tokenizer.model",
+            "*.spm",  # sentencepiece models (Marian's source.spm / target.spm)
+            "special_tokens_map.json",
+            "added_tokens.json",
+            "vocab.*",
+            "merges.txt",
+            "chat_template.jinja",
+        ),
+        "tokenizer",
+    ),
+    "image_processor": Processor(
+        "AutoImageProcessor", "preprocessor_config.json", ("preprocessor_config.json",), "image processor"
+    ),
+    "feature_extractor": Processor(
+        "AutoFeatureExtractor", "preprocessor_config.json", ("preprocessor_config.json",), "feature extractor"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +67,7 @@ class Task:
     columns: tuple[str, ...] = ()  # fine-tuning: the argument fields naming the (input, label) columns
     tokenizer_function: str | None = None  # fine-tuning: the training.finetune function building inputs
     collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    processor: str = "tokenizer"  # the key of PROCESSORS that prepares its inputs, saved with the model
 
     @property
     def head_suffix(self) -> str:
@@ -43,6 +81,10 @@ class Task:
     @property
     def fine_tunable(self) -> bool:
         return self.tokenizer_function is not None
+
+    @property
+    def processor_kind(self) -> Processor:
+        return PROCESSORS[self.processor]
 
     def auto_model(self) -> type:
         return getattr(importlib.import_module("transformers"), self.auto_class)

@@ -54,7 +54,7 @@ class Run:
 
     @property
     def task_record(self) -> Task:
-        """The task's row in training/tasks.py: its Hub name, Auto class and card wording."""
+        """The task's row in training/tasks/: its Hub name, Auto class and card wording."""
         return TASKS[self.task]
 
     @property

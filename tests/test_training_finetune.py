@@ -15,6 +15,7 @@ from helpers.training_data import (
 from transformers import AutoConfig, AutoTokenizer, TrainingArguments
 
 from training import finetune
+from training.tasks import classification
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,7 @@ def test_token_classification_labels_the_first_piece_of_each_word(workspace):
     tags = ClassLabel(names=["ANIMAL", "COLOUR", "O"])
     train = load_dataset("json", data_files=workspace["tokens"]["train"], split="train")
     splits = DatasetDict({"train": train.cast_column("tags", List(tags))})
-    encoded = finetune.tokenize_for_token_classification(
+    encoded = classification.tokenize_for_token_classification(
         splits, tokenizer, "tokens", "tags", 64, TrainingArguments(output_dir="unused", use_cpu=True)
     )
     for raw, row in zip(train, encoded["train"]):

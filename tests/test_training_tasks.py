@@ -1,10 +1,13 @@
-"""The task registry (training/tasks.py): every row names things that exist, so adding a task is one row."""
+"""The task registry (training/tasks/): every row names things that exist, and its code module has what the script
+calls, so adding a task is a row and its module."""
 
 import transformers
 
 from custom_transformer.modeling_custom_transformer import AUTO_CLASSES
-from training import finetune
 from training.tasks import FINE_TUNING_TASKS, TASKS
+
+# What training.finetune calls on a fine-tuning task's code module.
+TASK_CODE = ("read_labels", "stratify_column", "INCLUDE_FOR_METRICS", "compute_metrics", "logits_to_predictions")
 
 
 def test_each_task_is_keyed_by_its_pipeline_tag_and_names_a_registered_head_and_a_collator():
@@ -16,8 +19,11 @@ def test_each_task_is_keyed_by_its_pipeline_tag_and_names_a_registered_head_and_
         assert task.auto_model() is getattr(transformers, task.auto_class)
 
 
-def test_fine_tuning_tasks_name_their_label_columns_and_a_preprocessing_function():
+def test_fine_tuning_tasks_name_their_columns_and_code_with_everything_the_script_calls():
     assert list(FINE_TUNING_TASKS) == ["text-classification", "token-classification"]
     for task in FINE_TUNING_TASKS.values():
-        assert task.labels in ("sequence", "token") and len(task.columns) == 2
-        assert task.tokenize() is getattr(finetune, task.tokenizer_function)
+        assert len(task.columns) >= 2
+        code = task.task_code()
+        assert all(hasattr(code, name) for name in TASK_CODE), task.code
+        assert task.tokenize() is getattr(code, task.tokenizer_function)
+        assert set(task.baselines) <= set(code.BASELINES)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import evaluate
 import torch
 import transformers
 from datasets import DatasetDict, load_dataset, load_from_disk
@@ -504,3 +505,26 @@ def write_run_record(
     )
     record.write(trainer.args.output_dir)
     return record
+
+
+# -- what every task's code uses ---------------------------------------------------------------------------------
+
+METRICS_DIR = Path(__file__).parent / "metrics"
+
+
+def load_metric(name: str) -> evaluate.Metric:
+    """A metric module shipped in training/metrics/ (the Hub's cannot be fetched offline), kept in memory so
+    every process of a distributed run computes on the same gathered arrays without sharing cache files."""
+    return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
+
+
+def map_replacing_columns(splits: DatasetDict, function, num_proc: int | None) -> DatasetDict:
+    """Apply a batched tokenizing `function`; each split drops its own raw columns (they may differ by file)."""
+    return DatasetDict(
+        {
+            split: dataset.map(
+                function, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc="Tokenizing"
+            )
+            for split, dataset in splits.items()
+        }
+    )

@@ -1,20 +1,21 @@
 """What a task is, once: the registry every script and `model_cards` reads.
 
 `TASKS` is keyed by the pipeline tag (the `task` of `run_info.json`, `--task` of `training.finetune`, the
-card's `pipeline_tag`). Adding a task is one row here: its Hub name, Auto class (which names the head:
-`AutoModelForCausalLM` -> `...ForCausalLM`), collator, metrics, baselines and card wording, and for fine-tuning
-its columns and tokenizing function, and the processor its inputs go through (`PROCESSORS`: a tokenizer, an image
-processor, ...); the scripts and the cards follow.
+card's `pipeline_tag`). Adding a task is a row here: its Hub name, Auto class (which names the head:
+`AutoModelForCausalLM` -> `...ForCausalLM`), collator, metrics, baselines and card wording, and the processor its
+inputs go through (`PROCESSORS`: a tokenizer, an image processor, ...); a fine-tuning task also names its columns
+and the module beside this one that holds its own code (`classification.py`: how labels are read, inputs built,
+predictions scored and baselines run), which `training.finetune` calls; the scripts and the cards follow.
 
-The transformers classes and the tokenizing functions are named, not imported (as in transformers' own
-Auto mappings), so that reading the table needs neither torch nor `datasets`: `model_cards` writes cards
-without them. `auto_model()`, `data_collator()` and `tokenize()` resolve the names when a script runs.
+The transformers classes and the task modules are named, not imported (as in transformers' own Auto mappings), so
+that reading the table needs neither torch nor `datasets`: `model_cards` writes cards without them.
+`auto_model()`, `data_collator()`, `task_code()` and `tokenize()` resolve the names when a script runs.
 """
 
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class Task:
     example_call: str  # the card's pipeline call
     labels: str | None = None  # "sequence" or "token": one label per text or per word; None for language models
     columns: tuple[str, ...] = ()  # fine-tuning: the argument fields naming the (input, label) columns
-    tokenizer_function: str | None = None  # fine-tuning: the training.finetune function building inputs
+    code: str | None = None  # fine-tuning: the module with the task's own code (labels, inputs, metrics, baselines)
+    tokenizer_function: str | None = None  # fine-tuning: the function of `code` building the model's inputs
     collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     processor: str = "tokenizer"  # the key of PROCESSORS that prepares its inputs, saved with the model
 
@@ -80,7 +82,7 @@ class Task:
 
     @property
     def fine_tunable(self) -> bool:
-        return self.tokenizer_function is not None
+        return self.code is not None
 
     @property
     def processor_kind(self) -> Processor:
@@ -93,8 +95,12 @@ class Task:
         collator_class = getattr(importlib.import_module("transformers"), self.collator)
         return collator_class(tokenizer, **{**self.collator_kwargs, **kwargs})
 
+    def task_code(self) -> ModuleType:
+        """The task's own code: what `training.finetune` calls to read labels, build inputs, score and compare."""
+        return importlib.import_module(self.code)
+
     def tokenize(self) -> Callable:
-        return getattr(importlib.import_module("training.finetune"), self.tokenizer_function)
+        return getattr(self.task_code(), self.tokenizer_function)
 
     def column_flags(self, args) -> dict[str, str]:
         """{input column: the flag naming it, label column: its flag}, read from the parsed `args`."""
@@ -117,6 +123,7 @@ TASKS: dict[str, Task] = {
             'pipe("Text to classify")',
             labels="sequence",
             columns=("text_column", "label_column"),
+            code="training.tasks.classification",
             tokenizer_function="tokenize_for_sequence_classification",
         ),
         Task(
@@ -130,6 +137,7 @@ TASKS: dict[str, Task] = {
             'pipe("Text to tag")',
             labels="token",
             columns=("tokens_column", "tags_column"),
+            code="training.tasks.classification",
             tokenizer_function="tokenize_for_token_classification",
         ),
         Task(

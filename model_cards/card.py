@@ -32,6 +32,7 @@ NORM_PLACEMENTS = {
 }
 METRIC_NAMES = {
     "accuracy": "Accuracy",
+    "exact_match": "Exact match",
     "f1": "F1",
     "f1_macro": "F1 (macro)",
     "f1_micro": "F1 (micro)",
@@ -41,7 +42,11 @@ METRIC_NAMES = {
     "loss": "Loss",
     "perplexity": "Perplexity",
 }
-BASELINE_NAMES = {"majority_class": "Majority class", "tfidf_logreg": "TF-IDF + logistic regression"}
+BASELINE_NAMES = {
+    "majority_class": "Majority class",
+    "tfidf_logreg": "TF-IDF + logistic regression",
+    "sliding_window": "Sliding window (Rajpurkar et al. 2016)",
+}
 LOWER_IS_BETTER = ("loss", "perplexity", "error")
 # What the card says for checkpoints saved before config.json carried `code_version` (custom_transformer 0.2.0).
 CODE_VERSION_UNKNOWN = "unknown (saved before 0.2.0)"
@@ -160,6 +165,7 @@ def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -
         "processor": task.processor,  # also the name of the pipeline's keyword for it
         "processor_class": task.processor_kind.auto_class,
         "example_call": task.example_call,
+        "has_pipeline": task.has_pipeline,
         "intended_use": task.intended_use.format(dataset=dataset["name"]),
         "config": config,  # config.json, as saved
         "architecture": (config.get("architectures") or ["unknown"])[0],

@@ -13,14 +13,14 @@ TASK_CODE = ("read_labels", "stratify_column", "INCLUDE_FOR_METRICS", "compute_m
 def test_each_task_is_keyed_by_its_pipeline_tag_and_names_a_registered_head_and_a_collator():
     for tag, task in TASKS.items():
         assert task.pipeline_tag == tag
-        assert tag in transformers.pipelines.SUPPORTED_TASKS
+        assert (tag in transformers.pipelines.SUPPORTED_TASKS) == task.has_pipeline
         assert AUTO_CLASSES[task.auto_class].__name__.endswith(task.head_suffix)
         assert hasattr(transformers, task.collator)
         assert task.auto_model() is getattr(transformers, task.auto_class)
 
 
 def test_fine_tuning_tasks_name_their_columns_and_code_with_everything_the_script_calls():
-    assert list(FINE_TUNING_TASKS) == ["text-classification", "token-classification"]
+    assert list(FINE_TUNING_TASKS) == ["text-classification", "token-classification", "question-answering"]
     for task in FINE_TUNING_TASKS.values():
         assert len(task.columns) >= 2
         code = task.task_code()

@@ -42,11 +42,12 @@ from .common import (
 from .common import (
     TrainingArguments as ScriptTrainingArguments,
 )
-from .tasks import CLASSIFICATION_METRICS, FINE_TUNING_TASKS, Task
+from .tasks import FINE_TUNING_TASKS, Task
 
 logger = logging.getLogger("training")
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+TASK_DEFAULT = "task"  # --metric_for_best_model: the task's `best_metric`, known once the task is
 
 
 @dataclass
@@ -74,6 +75,12 @@ class DataArguments(DataFileArguments):
     label_column: str = field(default="label", metadata={"help": "text-classification: the label."})
     tokens_column: str = field(default="tokens", metadata={"help": "token-classification: the list of words."})
     tags_column: str = field(default="tags", metadata={"help": "token-classification: one tag per word."})
+    question_column: str = field(default="question", metadata={"help": "question-answering: the question."})
+    context_column: str = field(default="context", metadata={"help": "question-answering: the passage."})
+    answers_column: str = field(
+        default="answers",
+        metadata={"help": 'question-answering: {"text": [...], "answer_start": [...]} (SQuAD\'s layout).'},
+    )
     max_seq_length: int = field(default=256, metadata={"help": "Longer inputs are truncated."})
     validation_split_percentage: float = field(
         default=10, metadata={"help": "Percent of train held out for validation when no validation data is given."}
@@ -92,7 +99,8 @@ class TrainingArguments(ScriptTrainingArguments):
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint: no, steps, epoch or best."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best checkpoint's weights."})
     metric_for_best_model: str | None = field(
-        default="f1_macro", metadata={"help": f"One of {', '.join(CLASSIFICATION_METRICS)}."}
+        default=TASK_DEFAULT,
+        metadata={"help": "A metric of the task (default: its own, macro-F1 for classification, F1 for QA)."},
     )
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one always)."})
 
@@ -116,6 +124,9 @@ def resolve_task(data_args: DataArguments, config) -> Task:
 
 
 def check_arguments(task: Task, config, data_args: DataArguments, training_args: TrainingArguments):
+    if training_args.metric_for_best_model == TASK_DEFAULT:
+        training_args.metric_for_best_model = task.best_metric
+        training_args.greater_is_better = not task.best_metric.endswith("loss")
     architecture = (config.architectures or ["The checkpoint"])[0]
     if not training_args.do_train and not architecture.endswith(task.head_suffix):
         raise DataError(
@@ -186,7 +197,6 @@ def main(argv: list[str] | dict | None = None) -> dict:
     code = task.task_code()
     check_arguments(task, base_config, data_args, training_args)
     resume_from = resume_or_start(training_args)
-    input_column, label_column = task.column_flags(data_args)
 
     raw = load_data(data_args, training_args)
     require_columns(raw, task.column_flags(data_args))
@@ -214,11 +224,10 @@ def main(argv: list[str] | dict | None = None) -> dict:
     encoded = task.tokenize()(
         raw,
         tokenizer,
-        input_column,
-        label_column,
-        data_args.max_seq_length,
-        training_args,
-        data_args.preprocessing_num_workers,
+        *task.column_flags(data_args),
+        max_length=data_args.max_seq_length,
+        training_args=training_args,
+        num_proc=data_args.preprocessing_num_workers,
     )
     logger.info("Labels: %s; rows: %s", names, {split: len(d) for split, d in encoded.items()})
     training_args.include_for_metrics = [*training_args.include_for_metrics, *code.INCLUDE_FOR_METRICS]
@@ -251,7 +260,7 @@ def main(argv: list[str] | dict | None = None) -> dict:
         results=results,
         started=started,
         baselines=lambda split: {
-            name: code.BASELINES[name](raw, encoded, split, input_column, config.num_labels)
+            name: code.BASELINES[name](raw, encoded, split, data_args, config, tokenizer)
             for name in (task.baselines if data_args.baselines else ())
         },
         labels=names,

@@ -64,6 +64,32 @@ def write_token_data(folder: Path) -> dict[str, str]:
     return files
 
 
+def question_answering_rows(n: int, seed: int) -> list[dict]:
+    """SQuAD-style rows about two animals in a passage: where one of them sat or ran, answered by one word of it."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        first, second = rng.choice(("big", "small")), rng.choice(("red", "blue"))
+        places = rng.sample(("mat", "log", "mat", "log"), 2)
+        opening = f"The {first} cat sat on the "
+        middle = f"{places[0]}. The {second} dog ran under the "
+        context = f"{opening}{middle}{places[1]}."
+        if rng.random() < 0.5:
+            question, answer, start = "Where did the cat sit?", places[0], len(opening)
+        else:
+            question, answer, start = "Where did the dog run?", places[1], len(opening) + len(middle)
+        rows.append({"question": question, "context": context, "answers": {"text": [answer], "answer_start": [start]}})
+    return rows
+
+
+def write_question_answering_data(folder: Path) -> dict[str, str]:
+    sizes = (("train", 96), ("validation", 24), ("test", 24))
+    return {
+        split: write_jsonl(folder / f"{split}.jsonl", question_answering_rows(n, seed))
+        for seed, (split, n) in enumerate(sizes)
+    }
+
+
 def make_tokenizer(folder: Path, vocab_size: int = 320):
     tokenizer = build_tokenizer(sentences(400, 99), vocab_size=vocab_size, min_frequency=2, model_max_length=64)
     tokenizer.save_pretrained(folder)
@@ -96,6 +122,7 @@ def make_workspace(root: Path) -> dict:
         "text": write_text_corpus(root / "text"),
         "classification": write_classification_data(root / "classification"),
         "tokens": write_token_data(root / "tokens"),
+        "question_answering": write_question_answering_data(root / "question_answering"),
     }
 
 

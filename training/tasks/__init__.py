@@ -63,13 +63,15 @@ class Task:
     metrics: tuple[str, ...]  # what run_info.json "metrics" holds for this task (besides num_rows)
     baselines: tuple[str, ...]  # keys of the script's BASELINES, scored next to the model on the same rows
     intended_use: str  # the card's "Intended use" opening; {dataset} is the dataset's name
-    example_call: str  # the card's pipeline call
+    example_call: str  # the card's pipeline call (without a pipeline: the lines that use the model)
     labels: str | None = None  # "sequence" or "token": one label per text or per word; None for language models
     columns: tuple[str, ...] = ()  # fine-tuning: the argument fields naming the (input, label) columns
     code: str | None = None  # fine-tuning: the module with the task's own code (labels, inputs, metrics, baselines)
     tokenizer_function: str | None = None  # fine-tuning: the function of `code` building the model's inputs
     collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     processor: str = "tokenizer"  # the key of PROCESSORS that prepares its inputs, saved with the model
+    best_metric: str = "loss"  # fine-tuning: what early stopping and the best checkpoint watch on validation
+    has_pipeline: bool = True  # transformers 5 has a pipeline for it (it removed question-answering's)
 
     @property
     def head_suffix(self) -> str:
@@ -125,6 +127,7 @@ TASKS: dict[str, Task] = {
             columns=("text_column", "label_column"),
             code="training.tasks.classification",
             tokenizer_function="tokenize_for_sequence_classification",
+            best_metric="f1_macro",
         ),
         Task(
             "token-classification",
@@ -139,6 +142,29 @@ TASKS: dict[str, Task] = {
             columns=("tokens_column", "tags_column"),
             code="training.tasks.classification",
             tokenizer_function="tokenize_for_token_classification",
+            best_metric="f1_macro",
+        ),
+        Task(
+            "question-answering",
+            "Question Answering",
+            "AutoModelForQuestionAnswering",
+            "DataCollatorWithPadding",
+            ("loss", "exact_match", "f1"),
+            ("sliding_window",),
+            "Answering questions about passages like those of {dataset} with a span of the passage.",
+            "\n".join(
+                (
+                    'inputs = tokenizer("Who wrote it?", "It was written by Ada.", return_tensors="pt")',
+                    "outputs = model(**inputs)",
+                    "start, end = outputs.start_logits.argmax(-1).item(), outputs.end_logits.argmax(-1).item()",
+                    'print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))',
+                )
+            ),
+            columns=("question_column", "context_column", "answers_column"),
+            code="training.tasks.question_answering",
+            tokenizer_function="tokenize_for_question_answering",
+            best_metric="f1",
+            has_pipeline=False,
         ),
         Task(
             "text-generation",

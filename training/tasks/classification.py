@@ -192,8 +192,9 @@ def scored_labels(dataset) -> list[int]:
     return labels[labels != IGNORE_INDEX].tolist()
 
 
-def majority_class(raw, encoded, split: str, text_column: str, num_labels: int) -> dict[str, float]:
+def majority_class(raw, encoded, split: str, data_args, config, tokenizer) -> dict[str, float]:
     """Always predict the most frequent training label."""
+    num_labels = config.num_labels
     majority = Counter(scored_labels(encoded["train"])).most_common(1)[0][0]
     references = scored_labels(encoded[split])
     return classification_scores([majority] * len(references), references, num_labels)
@@ -202,10 +203,11 @@ def majority_class(raw, encoded, split: str, text_column: str, num_labels: int) 
 TFIDF_C_GRID = (1.0, 10.0, 100.0)
 
 
-def tfidf_logreg(raw, encoded, split: str, text_column: str, num_labels: int) -> dict[str, float]:
+def tfidf_logreg(raw, encoded, split: str, data_args, config, tokenizer) -> dict[str, float]:
     """TF-IDF of word 1-2-grams and case-sensitive character 1-4-grams (which see capitals, punctuation and
     layout, as a byte-level tokenizer does), then logistic regression; C is chosen on validation macro-F1,
     as the model's best checkpoint is."""
+    text_column, num_labels = data_args.text_column, config.num_labels
 
     def fit(c: float):
         features = make_union(

@@ -4,6 +4,7 @@ calls, so adding a task is a row and its module."""
 import transformers
 
 from custom_transformer.modeling_custom_transformer import AUTO_CLASSES
+from training import finetune
 from training.tasks import FINE_TUNING_TASKS, TASKS
 
 # What training.finetune calls on a fine-tuning task's code module.
@@ -23,6 +24,7 @@ def test_fine_tuning_tasks_name_their_columns_and_code_with_everything_the_scrip
     assert list(FINE_TUNING_TASKS) == ["text-classification", "token-classification", "question-answering"]
     for task in FINE_TUNING_TASKS.values():
         assert len(task.columns) >= 2
+        assert all(hasattr(finetune.DataArguments(), column.argument) for column in task.columns)
         code = task.task_code()
         assert all(hasattr(code, name) for name in TASK_CODE), task.code
         assert task.tokenize() is getattr(code, task.tokenizer_function)

@@ -14,7 +14,7 @@ stopping watches macro-F1 on the validation split, and the best checkpoint is th
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, Trainer, set_seed
@@ -66,20 +66,10 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments(DataFileArguments):
+class TaskDataArguments(DataFileArguments):
     task: str | None = field(
         default=None,
         metadata={"help": f"One of {', '.join(FINE_TUNING_TASKS)}; default: the checkpoint's head, else the first."},
-    )
-    text_column: str = field(default="text", metadata={"help": "text-classification: the text."})
-    label_column: str = field(default="label", metadata={"help": "text-classification: the label."})
-    tokens_column: str = field(default="tokens", metadata={"help": "token-classification: the list of words."})
-    tags_column: str = field(default="tags", metadata={"help": "token-classification: one tag per word."})
-    question_column: str = field(default="question", metadata={"help": "question-answering: the question."})
-    context_column: str = field(default="context", metadata={"help": "question-answering: the passage."})
-    answers_column: str = field(
-        default="answers",
-        metadata={"help": 'question-answering: {"text": [...], "answer_start": [...]} (SQuAD\'s layout).'},
     )
     max_seq_length: int = field(default=256, metadata={"help": "Longer inputs are truncated."})
     validation_split_percentage: float = field(
@@ -89,6 +79,18 @@ class DataArguments(DataFileArguments):
         default=3, metadata={"help": "Evaluations without improvement before stopping; 0 disables early stopping."}
     )
     baselines: bool = field(default=True, metadata={"help": "Score the task's baselines on the evaluated split."})
+
+
+# One `--<name>_column` argument per column a fine-tuning task reads (its row says which, and their defaults).
+DataArguments = make_dataclass(
+    "DataArguments",
+    [
+        (column.argument, str, field(default=column.default, metadata={"help": f"{task.pipeline_tag}: {column.help}."}))
+        for task in FINE_TUNING_TASKS.values()
+        for column in task.columns
+    ],
+    bases=(TaskDataArguments,),
+)
 
 
 @dataclass

@@ -55,6 +55,15 @@ PROCESSORS: dict[str, Processor] = {
 
 
 @dataclass(frozen=True)
+class Column:
+    """A data column a fine-tuning task reads, and the `--argument` of `training.finetune` that names it."""
+
+    argument: str  # "text_column": the flag is --text_column
+    default: str  # the column's name when the flag is not given
+    help: str
+
+
+@dataclass(frozen=True)
 class Task:
     pipeline_tag: str  # the transformers pipeline / Hub task id, and the registry key
     pretty_name: str  # the Hub's task name, used in the card's model-index
@@ -65,7 +74,7 @@ class Task:
     intended_use: str  # the card's "Intended use" opening; {dataset} is the dataset's name
     example_call: str  # the card's pipeline call (without a pipeline: the lines that use the model)
     labels: str | None = None  # "sequence" or "token": one label per text or per word; None for language models
-    columns: tuple[str, ...] = ()  # fine-tuning: the argument fields naming the (input, label) columns
+    columns: tuple[Column, ...] = ()  # fine-tuning: the columns it reads, inputs first, labels last
     code: str | None = None  # fine-tuning: the module with the task's own code (labels, inputs, metrics, baselines)
     tokenizer_function: str | None = None  # fine-tuning: the function of `code` building the model's inputs
     collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
@@ -106,7 +115,7 @@ class Task:
 
     def column_flags(self, args) -> dict[str, str]:
         """{input column: the flag naming it, label column: its flag}, read from the parsed `args`."""
-        return {getattr(args, name): f"--{name}" for name in self.columns}
+        return {getattr(args, column.argument): f"--{column.argument}" for column in self.columns}
 
 
 CLASSIFICATION_METRICS = ("loss", "accuracy", "f1_macro")
@@ -124,7 +133,7 @@ TASKS: dict[str, Task] = {
             "Classifying texts like those of {dataset} into the labels listed above.",
             'pipe("Text to classify")',
             labels="sequence",
-            columns=("text_column", "label_column"),
+            columns=(Column("text_column", "text", "the text"), Column("label_column", "label", "the label")),
             code="training.tasks.classification",
             tokenizer_function="tokenize_for_sequence_classification",
             best_metric="f1_macro",
@@ -139,7 +148,10 @@ TASKS: dict[str, Task] = {
             "Tagging the tokens of texts like those of {dataset} with the labels listed above.",
             'pipe("Text to tag")',
             labels="token",
-            columns=("tokens_column", "tags_column"),
+            columns=(
+                Column("tokens_column", "tokens", "the list of words"),
+                Column("tags_column", "tags", "one tag per word"),
+            ),
             code="training.tasks.classification",
             tokenizer_function="tokenize_for_token_classification",
             best_metric="f1_macro",
@@ -160,7 +172,11 @@ TASKS: dict[str, Task] = {
                     'print(tokenizer.decode(inputs["input_ids"][0, start : end + 1]))',
                 )
             ),
-            columns=("question_column", "context_column", "answers_column"),
+            columns=(
+                Column("question_column", "question", "the question"),
+                Column("context_column", "context", "the passage"),
+                Column("answers_column", "answers", '{"text": [...], "answer_start": [...]} (SQuAD\'s layout)'),
+            ),
             code="training.tasks.question_answering",
             tokenizer_function="tokenize_for_question_answering",
             best_metric="f1",

@@ -287,7 +287,9 @@ def test_a_damaged_source_is_named_with_the_fix_and_nothing_is_converted(tmp_pat
     with pytest.raises(SystemExit) as refused:
         convert_main(["--from", str(second), "--to", str(out)])
 
-    assert str(refused.value).startswith(f"error: The weights in {second} are truncated or corrupt (Error while ")
+    assert str(refused.value).startswith(
+        f"error: {second}/model.safetensors is truncated or corrupt (SafetensorError: Error while "
+    )
     assert str(refused.value).endswith("): copy the checkpoint again, or save it again from a model that loads.")
     assert "\n" not in str(refused.value)
     assert files_of(out) == before

@@ -28,7 +28,7 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from custom_transformer.checkpoint_io import DamagedCheckpointError
+from custom_transformer.checkpoint_io import DamagedCheckpointError, unreadable_weights_message
 
 from .run_record import RUN_INFO, DatasetRecord, InvalidRunRecord, RunRecord, portable_path
 from .tasks import TASKS
@@ -392,11 +392,8 @@ def weights_named_when_damaged(model_name_or_path: str):
         yield
     except DamagedCheckpointError as error:  # our models name the file and the fix themselves
         raise DataError(str(error)) from None
-    except SafetensorError as error:
-        raise DataError(
-            f"The weights in {model_name_or_path} are damaged ({error}): copy the checkpoint again, or save it "
-            "again from a model that loads."
-        ) from None
+    except SafetensorError as error:  # another package's model: the same message
+        raise DataError(unreadable_weights_message(model_name_or_path, None, error)) from None
 
 
 def perplexity(loss: float) -> float:

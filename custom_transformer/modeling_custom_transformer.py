@@ -2,9 +2,9 @@
 
 Every architectural switch of `CustomTransformerConfig` is one row of a small table (`NORMS`, `MLPS`,
 `POSITION_SCHEMES`, `NORM_PLACEMENTS`, `TOKEN_TYPES`, `STACKS`, `INPUT_EMBEDDINGS`, `POOLINGS`), looked up once
-in `__init__`, so each `forward` below reads top to bottom without branching on the config. The structure follows transformers'
-Llama: attention through `ALL_ATTENTION_FUNCTIONS`, `Cache` objects, masks from `masking_utils`, outputs
-recorded with hooks. This file and its relative imports are copied into every checkpoint, so it only
+in `__init__`, so each `forward` below reads top to bottom without branching on the config. The structure follows
+transformers' Llama: attention through `ALL_ATTENTION_FUNCTIONS`, `Cache` objects, masks from `masking_utils`,
+outputs recorded with hooks. This file and its relative imports are copied into every checkpoint, so it only
 uses transformers APIs that exist from 5.0 on (`transformers_compat.py` holds the few that moved).
 """
 

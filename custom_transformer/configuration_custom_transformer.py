@@ -170,7 +170,6 @@ class CustomTransformerConfig(PreTrainedConfig):
     - `hub_kernels`: let `from_pretrained(use_kernels=True)` (the default of transformers 5.25+ when the `kernels`
       package is installed) replace the activations with kernels downloaded from the Hub on GPUs. Off by default,
       so a model computes the same numbers whether or not `kernels` is installed.
-
     - `input_embedding`: what the model reads; `"tokens"` (token ids through `embed_tokens`).
 
     Use [`CustomTransformerConfig.from_preset`] for the named architectures.

@@ -108,123 +108,83 @@ COMMON_FIELDS = (
 )
 
 
+# Our field -> the family's field with the same meaning. Both directions are read off these tables: a family's
+# checkpoint converted to ours (`IMPORTS`), and our config in the family's fields (`EXPORTS`, tests, benchmarks).
+LLAMA_FIELDS = {
+    "vocab_size": "vocab_size",
+    "hidden_size": "hidden_size",
+    "num_hidden_layers": "num_hidden_layers",
+    "num_attention_heads": "num_attention_heads",
+    "num_key_value_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+    "intermediate_size": "intermediate_size",
+    "hidden_act": "hidden_act",
+    "max_position_embeddings": "max_position_embeddings",
+    "layer_norm_eps": "rms_norm_eps",
+    "rope_parameters": "rope_parameters",
+    "attention_bias": "attention_bias",
+    "mlp_bias": "mlp_bias",
+    "attention_dropout": "attention_dropout",
+}
+GPT2_FIELDS = {
+    "vocab_size": "vocab_size",
+    "hidden_size": "n_embd",
+    "num_hidden_layers": "n_layer",
+    "num_attention_heads": "n_head",
+    "intermediate_size": "n_inner",  # None in GPT-2 means 4 * n_embd
+    "hidden_act": "activation_function",
+    "max_position_embeddings": "n_positions",
+    "layer_norm_eps": "layer_norm_epsilon",
+    "hidden_dropout": "resid_pdrop",
+    "attention_dropout": "attn_pdrop",
+}
+BERT_FIELDS = {
+    "vocab_size": "vocab_size",
+    "hidden_size": "hidden_size",
+    "num_hidden_layers": "num_hidden_layers",
+    "num_attention_heads": "num_attention_heads",
+    "intermediate_size": "intermediate_size",
+    "hidden_act": "hidden_act",
+    "max_position_embeddings": "max_position_embeddings",
+    "layer_norm_eps": "layer_norm_eps",
+    "type_vocab_size": "type_vocab_size",
+    "hidden_dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_probs_dropout_prob",
+    "classifier_dropout": "classifier_dropout",
+}
+
+
 def _custom_config(
-    preset: str, fields: Callable[[PreTrainedConfig], dict]
+    preset: str, fields: dict[str, str], derived: Callable[[PreTrainedConfig], dict] = lambda config: {}
 ) -> Callable[[PreTrainedConfig], CustomTransformerConfig]:
+    """A family's config -> our preset with its values (`fields`: ours -> theirs; `derived`: ours computed from theirs
+    where the family leaves a field implicit)."""
+
     def build(config: PreTrainedConfig) -> CustomTransformerConfig:
+        values = {ours: getattr(config, theirs) for ours, theirs in fields.items()}
         common = {name: getattr(config, name) for name in COMMON_FIELDS}
-        return CustomTransformerConfig.from_preset(preset, **common, **fields(config))
+        return CustomTransformerConfig.from_preset(preset, **common, **{**values, **derived(config)})
 
     return build
 
 
-def _llama_fields(config: LlamaConfig) -> dict:
-    return {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "num_hidden_layers": config.num_hidden_layers,
-        "num_attention_heads": config.num_attention_heads,
-        "num_key_value_heads": config.num_key_value_heads,
-        "head_dim": config.head_dim,
-        "intermediate_size": config.intermediate_size,
-        "hidden_act": config.hidden_act,
-        "max_position_embeddings": config.max_position_embeddings,
-        "layer_norm_eps": config.rms_norm_eps,
-        "rope_parameters": config.rope_parameters,
-        "attention_bias": config.attention_bias,
-        "mlp_bias": config.mlp_bias,
-        "attention_dropout": config.attention_dropout,
-    }
+def _reference_config(
+    config_class: type[PreTrainedConfig], fields: dict[str, str], **copies: str
+) -> Callable[[CustomTransformerConfig], PreTrainedConfig]:
+    """Our config -> the family's config with the same shapes (`copies`: more of their fields taken from one of ours;
+    the preset's switches are checked by the caller)."""
+
+    def build(config: CustomTransformerConfig) -> PreTrainedConfig:
+        values = {theirs: getattr(config, ours) for ours, theirs in fields.items()}
+        values.update({theirs: getattr(config, ours) for theirs, ours in copies.items()})
+        return config_class(**values, **{name: getattr(config, name) for name in COMMON_FIELDS})
+
+    return build
 
 
-def _gpt2_fields(config: PreTrainedConfig) -> dict:
-    return {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.n_embd,
-        "num_hidden_layers": config.n_layer,
-        "num_attention_heads": config.n_head,
-        "intermediate_size": config.n_inner or 4 * config.n_embd,
-        "hidden_act": config.activation_function,
-        "max_position_embeddings": config.n_positions,
-        "layer_norm_eps": config.layer_norm_epsilon,
-        "hidden_dropout": config.resid_pdrop,
-        "attention_dropout": config.attn_pdrop,
-    }
-
-
-def _bert_fields(config: PreTrainedConfig) -> dict:
-    return {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden_size,
-        "num_hidden_layers": config.num_hidden_layers,
-        "num_attention_heads": config.num_attention_heads,
-        "intermediate_size": config.intermediate_size,
-        "hidden_act": config.hidden_act,
-        "max_position_embeddings": config.max_position_embeddings,
-        "layer_norm_eps": config.layer_norm_eps,
-        "type_vocab_size": config.type_vocab_size,
-        "hidden_dropout": config.hidden_dropout_prob,
-        "attention_dropout": config.attention_probs_dropout_prob,
-        "classifier_dropout": config.classifier_dropout,
-    }
-
-
-def llama_config_from(config: CustomTransformerConfig) -> LlamaConfig:
-    """The `LlamaConfig` of a llama-preset custom config (the switches are checked by the caller)."""
-    return LlamaConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_key_value_heads,
-        head_dim=config.head_dim,
-        hidden_act=config.hidden_act,
-        max_position_embeddings=config.max_position_embeddings,
-        rms_norm_eps=config.layer_norm_eps,
-        rope_parameters=config.rope_parameters,
-        attention_bias=config.attention_bias,
-        mlp_bias=config.mlp_bias,
-        attention_dropout=config.attention_dropout,
-        **{name: getattr(config, name) for name in COMMON_FIELDS},
-    )
-
-
-def gpt2_config_from(config: CustomTransformerConfig) -> GPT2Config:
-    """The `GPT2Config` with a gpt2-preset custom config's shapes (the inverse of `_gpt2_fields`)."""
-    return GPT2Config(
-        vocab_size=config.vocab_size,
-        n_embd=config.hidden_size,
-        n_layer=config.num_hidden_layers,
-        n_head=config.num_attention_heads,
-        n_inner=config.intermediate_size,
-        activation_function=config.hidden_act,
-        n_positions=config.max_position_embeddings,
-        layer_norm_epsilon=config.layer_norm_eps,
-        resid_pdrop=config.hidden_dropout,
-        embd_pdrop=config.hidden_dropout,
-        attn_pdrop=config.attention_dropout,
-        **{name: getattr(config, name) for name in COMMON_FIELDS},
-    )
-
-
-def bert_config_from(config: CustomTransformerConfig) -> BertConfig:
-    """The `BertConfig` with a bert-preset custom config's shapes (the inverse of `_bert_fields`)."""
-    return BertConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        hidden_act=config.hidden_act,
-        max_position_embeddings=config.max_position_embeddings,
-        layer_norm_eps=config.layer_norm_eps,
-        type_vocab_size=config.type_vocab_size,
-        hidden_dropout_prob=config.hidden_dropout,
-        attention_probs_dropout_prob=config.attention_dropout,
-        classifier_dropout=config.classifier_dropout,
-        **{name: getattr(config, name) for name in COMMON_FIELDS},
-    )
+llama_config_from = _reference_config(LlamaConfig, LLAMA_FIELDS)
+gpt2_config_from = _reference_config(GPT2Config, GPT2_FIELDS, embd_pdrop="hidden_dropout")
+bert_config_from = _reference_config(BertConfig, BERT_FIELDS)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,7 +248,7 @@ BERT_MLM_RULES: tuple[Rule, ...] = (
 
 IMPORTS: dict[str, Conversion] = {
     "llama": Conversion(
-        config=_custom_config("llama", _llama_fields),
+        config=_custom_config("llama", LLAMA_FIELDS),
         required={},  # GQA, head_dim, attention/MLP biases, tied embeddings and every rope_type map directly
         rules=LLAMA_RULES,
         heads=(
@@ -301,7 +261,9 @@ IMPORTS: dict[str, Conversion] = {
         ),
     ),
     "gpt2": Conversion(
-        config=_custom_config("gpt2", _gpt2_fields),
+        config=_custom_config(
+            "gpt2", GPT2_FIELDS, lambda config: {"intermediate_size": config.n_inner or 4 * config.n_embd}
+        ),
         required={
             "scale_attn_weights": (True, "attention scores are always scaled by 1/sqrt(head_dim)"),
             "scale_attn_by_inverse_layer_idx": (False, "attention scores are not scaled by layer depth"),
@@ -320,7 +282,7 @@ IMPORTS: dict[str, Conversion] = {
         ),
     ),
     "bert": Conversion(
-        config=_custom_config("bert", _bert_fields),
+        config=_custom_config("bert", BERT_FIELDS),
         required={
             "position_embedding_type": ("absolute", "positions are learned absolute embeddings"),
             "is_decoder": (False, "BERT converts as a bidirectional encoder"),

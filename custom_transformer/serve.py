@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Through the importable module, so the loader pickled into 5.25's spawned model process names a class it finds.
-    from custom_transformer.serve import main as importable_main
+    # Through the importable module (this file imported again under its package name), so the loader pickled into
+    # 5.25's spawned model process names a class that process finds.
+    from .serve import main as importable_main
 
     importable_main()

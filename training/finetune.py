@@ -1,4 +1,5 @@
-"""Fine-tune a checkpoint for sequence or token classification, or score a fine-tuned one.
+"""Fine-tune a checkpoint for any task with code in training/tasks/ (text and token classification, extractive
+question answering), or score a fine-tuned one.
 
     python -m training.finetune --model_name_or_path out/lm --task text-classification \
         --train_files train.jsonl --validation_files validation.jsonl --test_files test.jsonl \
@@ -6,10 +7,11 @@
     python -m training.finetune --model_name_or_path out/classifier --test_files other.jsonl --do_predict \
         --output_dir scores
 
-Labels are read from the data (a ClassLabel's names, or the distinct values of the train split) and saved as
-the config's id2label/label2id; scoring a fine-tuned model uses its own. Evaluation runs every epoch, early
-stopping watches macro-F1 on the validation split, and the best checkpoint is the one kept. The test split
-(--do_predict) is scored once at the end, next to the task's baselines on exactly the same rows.
+The task's module reads the labels (for classification: a ClassLabel's names, or the distinct values of the train
+split, saved as the config's id2label/label2id; scoring a fine-tuned model uses its own), builds the inputs and
+scores predictions. Evaluation runs every epoch, early stopping watches the task's best metric on the validation
+split (macro-F1, or F1 for QA), and the best checkpoint is the one kept. The test split (--do_predict) is scored
+once at the end, next to the task's baselines on exactly the same rows.
 """
 
 import logging

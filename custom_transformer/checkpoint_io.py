@@ -11,7 +11,9 @@ carried over as hard links, so replacing a model inside a training run's folder 
 of an earlier save are not carried over: as in transformers' own clean-up, stale shards never outlive a save.
 
 Reading: transformers fills a weight the checkpoint lacks at random and only logs it, and safetensors names neither
-the file nor the fix for a truncated one; the model's `from_pretrained` raises `DamagedCheckpointError` with both.
+the file nor the fix for a truncated one. Every reader of weights here (the model's `from_pretrained`, convert,
+export, the cards and the training scripts) refuses both with one `DamagedCheckpointError` naming the file and the
+fix: `naming_damaged_weights` around a load, `refuse_untrusted_weights` after it, `open_weights` for headers.
 """
 
 import contextlib
@@ -141,16 +143,6 @@ def fsync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
-# -- damaged checkpoints ---------------------------------------------------------------------------------------------
-
-DAMAGED_WEIGHTS_FIX = "copy the checkpoint again, or save it again from a model that loads"
-
-
-class DamagedCheckpointError(SafetensorError):
-    """Weights that cannot be trusted. A `SafetensorError`, so code that already catches safetensors' own error for
-    an unreadable file catches this one too."""
-
-
 def replaceable_in_one_step(target: Path) -> bool:
     """Whether a save can go through a staging sibling that then replaces the folder (`replacing_directory`).
 
@@ -175,6 +167,45 @@ def is_writing_rank(is_main_process: bool) -> bool:
     return is_main_process and (not distributed or torch.distributed.get_rank() == 0)
 
 
+# -- damaged checkpoints ---------------------------------------------------------------------------------------------
+# One vocabulary for every reader of weights (the model's `from_pretrained`, convert, export, cards, the scripts):
+# one exception, one fix, one message per kind of damage (unreadable, missing tensors), one tensor-name check.
+
+DAMAGED_WEIGHTS_FIX = "copy the checkpoint again, or save it again from a model that loads"
+SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
+
+
+class DamagedCheckpointError(SafetensorError, ValueError):
+    """Weights that cannot be trusted; the message names the file and the fix. A `SafetensorError`, so code that
+    already catches safetensors' own error for an unreadable file catches this one too, and a `ValueError`, as any
+    other bad input."""
+
+
+@contextlib.contextmanager
+def naming_damaged_weights(name_or_path, subfolder: str | None = None) -> Iterator[None]:
+    """Around a load: safetensors' bare "incomplete metadata" becomes a `DamagedCheckpointError` naming the file
+    and the fix."""
+    try:
+        yield
+    except DamagedCheckpointError:
+        raise
+    except SafetensorError as error:
+        raise DamagedCheckpointError(unreadable_weights_message(name_or_path, subfolder, error)) from None
+
+
+def refuse_untrusted_weights(
+    model: PreTrainedModel, loading_info: dict, name_or_path, subfolder: str | None = None, on_purpose: str = ""
+) -> None:
+    """After a load with `output_loading_info=True`: raise when a weight was filled at random that the checkpoint
+    should have held (`untrusted_missing_keys`). `on_purpose` names the caller's way to ask for new weights."""
+    missing = untrusted_missing_keys(model, loading_info)
+    if missing:
+        unexpected = loading_info["unexpected_keys"]
+        raise DamagedCheckpointError(
+            missing_weights_message(model, name_or_path, subfolder, missing, unexpected, on_purpose)
+        )
+
+
 def untrusted_missing_keys(model: PreTrainedModel, loading_info: dict) -> list[str]:
     """The weights a load filled at random that the checkpoint should have held.
 
@@ -194,7 +225,30 @@ def untrusted_missing_keys(model: PreTrainedModel, loading_info: dict) -> list[s
     return sorted(key for key in missing if not new_head(key))
 
 
-def _weight_files(name_or_path, subfolder: str | None, keys=(), prefix: str = "") -> str:
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a saved model: the shards its index names, else the single file."""
+    index = folder / SAFE_WEIGHTS_INDEX
+    if not index.is_file():
+        return [folder / SAFE_WEIGHTS]
+    try:
+        return [folder / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
+        message = f"{index} is not a valid shard index ({type(error).__name__}: {error}): {DAMAGED_WEIGHTS_FIX}."
+        raise DamagedCheckpointError(message) from None
+
+
+@contextlib.contextmanager
+def open_weights(path: Path) -> Iterator:
+    """`safe_open` for reading headers (numpy: no tensor is loaded), naming the file and the fix when it is
+    truncated or corrupt."""
+    try:
+        with safe_open(path, framework="numpy") as weights:
+            yield weights
+    except SafetensorError as error:
+        raise DamagedCheckpointError(_unreadable_message([path], error)) from None
+
+
+def _files_holding(name_or_path, subfolder: str | None, keys=(), prefix: str = "") -> str:
     """The local weight files (of a sharded checkpoint: the shards meant to hold `keys`), or the repo id."""
     folder = Path(name_or_path, subfolder or "")
     if not folder.is_dir():
@@ -210,7 +264,7 @@ def _weight_files(name_or_path, subfolder: str | None, keys=(), prefix: str = ""
 
 def _unreadable(path: Path) -> bool:
     try:
-        with safe_open(path, framework="pt"):
+        with safe_open(path, framework="numpy"):
             return False
     except SafetensorError:
         return True
@@ -224,16 +278,22 @@ def unreadable_weights_message(name_or_path, subfolder: str | None, error: Safet
             "again with from_pretrained(..., force_download=True)."
         )
     broken = [path for path in sorted(folder.glob("*.safetensors")) if _unreadable(path)] or [folder]
-    return f"{', '.join(map(str, broken))} is truncated or corrupt (SafetensorError: {error}): {DAMAGED_WEIGHTS_FIX}."
+    return _unreadable_message(broken, error)
 
 
-def missing_weights_message(model, name_or_path, subfolder: str | None, missing: list, unexpected) -> str:
-    where = _weight_files(name_or_path, subfolder, missing, model.base_model_prefix)
+def _unreadable_message(paths: list, error: SafetensorError) -> str:
+    return f"{', '.join(map(str, paths))} is truncated or corrupt (SafetensorError: {error}): {DAMAGED_WEIGHTS_FIX}."
+
+
+def missing_weights_message(
+    model, name_or_path, subfolder: str | None, missing: list, unexpected, on_purpose: str = ""
+) -> str:
+    where = _files_holding(name_or_path, subfolder, missing, model.base_model_prefix)
     unused = f"; it holds {_listed(sorted(unexpected))} instead, which nothing reads" if unexpected else ""
+    on_purpose = f" ({on_purpose} initialises them at random on purpose)" if on_purpose else ""
     return (
         f"{where} lacks weights that {type(model).__name__} expects: {_listed(missing)}{unused}. Loading would fill "
-        f"them at random: the checkpoint is damaged or belongs to another model; {DAMAGED_WEIGHTS_FIX} "
-        "(ignore_mismatched_sizes=True initialises them at random on purpose)."
+        f"them at random: the checkpoint is damaged or belongs to another model; {DAMAGED_WEIGHTS_FIX}{on_purpose}."
     )
 
 

@@ -20,7 +20,6 @@ from typing import Literal
 import torch
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -49,12 +48,7 @@ from transformers import (
 from transformers.initialization import no_init_weights
 from transformers.pytorch_utils import Conv1D
 
-from .checkpoint_io import (
-    DAMAGED_WEIGHTS_FIX,
-    DamagedCheckpointError,
-    replacing_directory,
-    unreadable_weights_message,
-)
+from .checkpoint_io import naming_damaged_weights, refuse_untrusted_weights, replacing_directory
 from .configuration_custom_transformer import CustomTransformerConfig
 from .modeling_custom_transformer import (
     CustomTransformerForCausalLM,
@@ -366,19 +360,9 @@ def _load_source(model_class: type[PreTrainedModel], source_dir: str | Path) -> 
     `from_pretrained` fills a tensor the file lacks (one flipped byte in its name is enough) with random values
     and only logs it; safetensors reports a truncated file without naming it.
     """
-    try:
+    with naming_damaged_weights(source_dir):
         source, loading_info = model_class.from_pretrained(source_dir, output_loading_info=True)
-    except DamagedCheckpointError as error:  # our own classes name the file and the fix themselves
-        raise ValueError(str(error)) from None
-    except SafetensorError as error:
-        raise ValueError(unreadable_weights_message(source_dir, None, error)) from None
-    if loading_info["missing_keys"]:
-        raise ValueError(
-            f"The weights in {source_dir} lack tensors {model_class.__name__} needs "
-            f"(missing: {', '.join(sorted(loading_info['missing_keys']))}; unknown: "
-            f"{', '.join(sorted(loading_info['unexpected_keys'])) or 'none'}), which would be converted as random "
-            f"values: the weights are damaged or belong to another head; {DAMAGED_WEIGHTS_FIX}."
-        )
+    refuse_untrusted_weights(source, loading_info, source_dir)
     return source
 
 

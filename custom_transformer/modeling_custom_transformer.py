@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -35,13 +34,11 @@ from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple, is_torchdynamo_compiling
 
 from .checkpoint_io import (
-    DamagedCheckpointError,
     is_writing_rank,
-    missing_weights_message,
+    naming_damaged_weights,
+    refuse_untrusted_weights,
     replaceable_in_one_step,
     replacing_directory,
-    unreadable_weights_message,
-    untrusted_missing_keys,
 )
 from .configuration_custom_transformer import CustomTransformerConfig
 from .transformers_compat import (
@@ -574,22 +571,15 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
         """
         output_loading_info = kwargs.pop("output_loading_info", False)
         subfolder = kwargs.get("subfolder")
-        try:
+        with naming_damaged_weights(pretrained_model_name_or_path, subfolder):
             model, loading_info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
             )
-        except SafetensorError as error:
-            message = unreadable_weights_message(pretrained_model_name_or_path, subfolder, error)
-            raise DamagedCheckpointError(message) from None
         if output_loading_info:
             return model, loading_info
-        if kwargs.get("state_dict") is not None or kwargs.get("ignore_mismatched_sizes"):
-            return model
-        missing = untrusted_missing_keys(model, loading_info)
-        if missing:
-            unexpected = loading_info["unexpected_keys"]
-            message = missing_weights_message(model, pretrained_model_name_or_path, subfolder, missing, unexpected)
-            raise DamagedCheckpointError(message)
+        if kwargs.get("state_dict") is None and not kwargs.get("ignore_mismatched_sizes"):
+            on_purpose = "ignore_mismatched_sizes=True"
+            refuse_untrusted_weights(model, loading_info, pretrained_model_name_or_path, subfolder, on_purpose)
         return model
 
     @classmethod

@@ -7,21 +7,26 @@ Everything is built from a run's real artefacts (the results contract of the tra
     python -m model_cards export --run_dir runs/x --to hub/x --push_to_hub --hub_model_id org/name
 """
 
-from .card import build_model_card, write_model_card
-from .checkpoint import IncompleteCheckpointError, check_checkpoint
-from .export import export_run
-from .hub import HubUnreachableError, push_to_hub
-from .run import IncompleteRunError, Run, load_run
+import importlib
 
-__all__ = [
-    "HubUnreachableError",
-    "IncompleteCheckpointError",
-    "IncompleteRunError",
-    "Run",
-    "build_model_card",
-    "check_checkpoint",
-    "export_run",
-    "load_run",
-    "push_to_hub",
-    "write_model_card",
-]
+# Imported on first use (PEP 562): reading weights goes through the model package, which imports torch, and
+# `python -m model_cards --help` should not wait for it.
+_EXPORTS = {
+    "HubUnreachableError": ".hub",
+    "IncompleteCheckpointError": ".checkpoint",
+    "IncompleteRunError": ".run",
+    "Run": ".run",
+    "build_model_card": ".card",
+    "check_checkpoint": ".checkpoint",
+    "export_run": ".export",
+    "load_run": ".run",
+    "push_to_hub": ".hub",
+    "write_model_card": ".card",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, constants
 
+from custom_transformer.checkpoint_io import SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX, open_weights, weight_files
 from training.tasks import PROCESSORS, Processor
 
 from .card import CARD_FILENAME
-from .run import SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX, open_weights, weight_files
 
 HUB_FILES = (
     "config.json",
@@ -46,7 +46,7 @@ def check_checkpoint(
     `local_paths`: extra paths of this machine that must not appear in any file (the folder itself, the
     home, working, temp and cache directories and the Python prefix are always checked). `processor`: the one
     the model's task needs (a tokenizer, an image processor, ...); without it, any known processor will do. A
-    truncated or corrupt weights file raises `DamagedWeightsError` at once: nothing else about the folder matters then.
+    truncated or corrupt weights file raises `DamagedCheckpointError` at once: nothing else about the folder matters then.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -102,9 +102,9 @@ def _config_problems(folder: Path) -> list[str]:
 def _weights_problems(folder: Path) -> list[str]:
     if (folder / SAFE_WEIGHTS_INDEX).is_file():
         return [
-            f"Shard {shard} (named in {SAFE_WEIGHTS_INDEX}) is missing."
+            f"Shard {shard.name} (named in {SAFE_WEIGHTS_INDEX}) is missing."
             for shard in weight_files(folder)
-            if not (folder / shard).is_file()
+            if not shard.is_file()
         ]
     if not (folder / SAFE_WEIGHTS).is_file():
         return [f"{SAFE_WEIGHTS} (or {SAFE_WEIGHTS_INDEX} and its shards) is missing: the checkpoint has no weights."]

@@ -3,24 +3,28 @@
 The model is loaded from the run with its own shipped code (`trust_remote_code=True`) and saved again with
 `save_pretrained`, which writes config.json with the full `auto_map`, the code files, safetensors (sharded
 at `max_shard_size`) and, for causal models, generation_config.json; the task's processor (tokenizer, image
-processor, ...) is saved the same way,
-then the card and its plot. Nothing else from the run folder (optimizer state, `training_args.bin`,
+processor, ...) is saved the same way, then the card and its plot. Nothing else from the run folder (optimizer state, `training_args.bin`,
 checkpoints, data) is copied. The folder is written through `replacing_directory`, so a failure or a kill at
 any step leaves the previous export complete, or the new one: never a mix, never nothing.
 """
 
 import os
-import re
 import shutil
 from pathlib import Path
 
+import transformers
+
+from custom_transformer.checkpoint_io import (
+    naming_damaged_weights,
+    refuse_untrusted_weights,
+    replacing_directory,
+    restore_interrupted_replace,
+)
 from training.tasks import TASKS
 
 from .card import write_model_card
 from .checkpoint import check_checkpoint
-from .run import DAMAGED_WEIGHTS_FIX, DamagedWeightsError, load_run, tensor_files
-
-LISTED_NAMES = 5  # unknown or missing tensors named in an error; the rest are counted
+from .run import load_run
 
 
 def export_run(
@@ -36,8 +40,6 @@ def export_run(
     Refuses a non-empty `destination` unless `overwrite`; `repo_id` (the Hub id it will be pushed to) goes
     into the card's load snippet, which otherwise loads the folder itself.
     """
-    from custom_transformer.checkpoint_io import replacing_directory  # imports torch, which a card does not need
-
     run = load_run(run_dir)  # refuses runs without results (or with unreadable weights) before any work is done
     destination = Path(destination).absolute()
     run_dir = run.directory.absolute()
@@ -61,8 +63,6 @@ def _restore_killed_export(destination: Path) -> None:
     """Put back what a killed export left beside `destination`: `replacing_directory`'s leftovers (its own and
     those of a `save_pretrained` nested in its staging folder), and those of exports before this one, which
     renamed twice and could leave the old export as `.NAME.previous-*`."""
-    from custom_transformer.checkpoint_io import restore_interrupted_replace
-
     beside, name = destination.parent, destination.name
     previous = sorted(beside.glob(f".{name}.previous-*"), key=os.path.getmtime)
     if previous and not destination.exists():
@@ -74,13 +74,14 @@ def _restore_killed_export(destination: Path) -> None:
 
 def save_model_and_processor(run_dir: Path, task: str, output_dir: Path, max_shard_size: int | str) -> None:
     """The model, and what prepares its inputs (the task's processor: a tokenizer, an image processor, ...)."""
-    import transformers  # here, not at the top: writing a card or pushing a folder does not need torch
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(run_dir, trust_remote_code=True)
+    config = transformers.AutoConfig.from_pretrained(run_dir, trust_remote_code=True)
     auto_class = getattr(transformers, _auto_class(config, task))
-    check_tensor_names(run_dir, auto_class, config)
-    model = auto_class.from_pretrained(run_dir, trust_remote_code=True, dtype="auto")
+    # Judged here, not left to the run's own code: a run saved by an older release of it may not check.
+    with naming_damaged_weights(run_dir):
+        model, loading_info = auto_class.from_pretrained(
+            run_dir, trust_remote_code=True, dtype="auto", output_loading_info=True
+        )
+    refuse_untrusted_weights(model, loading_info, run_dir)
     model.save_pretrained(output_dir, max_shard_size=max_shard_size)
     processor = getattr(transformers, TASKS[task].processor_kind.auto_class)
     processor.from_pretrained(run_dir, trust_remote_code=True).save_pretrained(output_dir)
@@ -100,44 +101,3 @@ def _refuse_non_empty(destination: Path, overwrite: bool) -> None:
         raise FileExistsError(f"Export destination {destination} exists and is not a folder.")
     if destination.is_dir() and any(destination.iterdir()) and not overwrite:
         raise FileExistsError(f"Export destination {destination} is not empty: pass --overwrite to replace it.")
-
-
-def check_tensor_names(folder: Path, auto_class: type, config) -> None:
-    """Refuse weights whose tensor names differ from those the model class expects for `config`.
-
-    `from_pretrained` fills an expected tensor the file lacks with random values and only logs it, so one flipped
-    byte in a tensor name (the header still parses) would be exported as a clean-looking, partly random model.
-    The expected names come from the model built on the meta device: its state dict, less tied copies that
-    `save_pretrained` leaves out and the keys the class itself says to ignore.
-    """
-    import torch
-
-    with torch.device("meta"):
-        model = auto_class.from_config(config, trust_remote_code=True)
-    expected = set(model.state_dict())
-    found = tensor_files(folder)
-    ignored_unknown = model._keys_to_ignore_on_load_unexpected or []
-    ignored_missing = [*(model._keys_to_ignore_on_load_missing or []), *(model._keys_to_ignore_on_save or [])]
-    unknown = sorted(
-        f"{key} (in {found[key]})" for key in found.keys() - expected if not _matches(key, ignored_unknown)
-    )
-    missing = sorted(
-        key
-        for key in expected - found.keys() - set(getattr(model, "all_tied_weights_keys", None) or {})
-        if not _matches(key, ignored_missing)
-    )
-    if unknown or missing:
-        raise DamagedWeightsError(
-            f"The weights in {folder} are not the tensors {type(model).__name__} expects for its config.json "
-            f"(unknown: {_listed(unknown)}; missing: {_listed(missing)}), so loading would fill the missing ones at "
-            f"random: the weights are damaged or belong to another model; {DAMAGED_WEIGHTS_FIX}."
-        )
-
-
-def _matches(key: str, patterns: list[str]) -> bool:
-    return any(re.search(pattern, key) for pattern in patterns)
-
-
-def _listed(names: list[str]) -> str:
-    shown = ", ".join(names[:LISTED_NAMES]) or "none"
-    return shown + (f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else "")

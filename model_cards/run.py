@@ -8,30 +8,19 @@ unless "evaluated_split" names another - wall time, hardware, hyper-parameters).
 
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors import SafetensorError, safe_open
-
+from custom_transformer.checkpoint_io import open_weights, weight_files
 from training.run_record import InvalidRunRecord, RunRecord
 from training.tasks import TASKS, Task
 
 # Bookkeeping that Trainer and the training scripts mix into metric dicts; none of it is a result.
 NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "total_flos", "num_rows")
-SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
 
 
 class IncompleteRunError(ValueError):
     """The run folder lacks an artefact the card is built from; the message lists every gap."""
-
-
-class DamagedWeightsError(ValueError):
-    """A weights file is not what was saved (truncated, corrupt, other tensor names); the message names it and the fix."""
-
-
-DAMAGED_WEIGHTS_FIX = "copy the weights again from where they came from, or save the model again from a copy that loads"
 
 
 @dataclass(frozen=True)
@@ -124,49 +113,15 @@ def _read_json(path: Path, problems: list[str], origin: str) -> dict | None:
 def _count_parameters(directory: Path, problems: list[str]) -> tuple[int, tuple[str, ...]]:
     """Sum the element counts in the safetensors headers (no tensor is loaded), single file or shards."""
     files = weight_files(directory)
-    missing = [name for name in files if not (directory / name).is_file()]
+    missing = [path.name for path in files if not path.is_file()]
     if missing:
         problems.append(f"Weights are missing: {', '.join(missing)} (the card counts parameters from them).")
         return 0, ()
     total, dtypes = 0, set()
-    for name in files:
-        with open_weights(directory / name) as weights:
+    for path in files:
+        with open_weights(path) as weights:
             for key in weights.keys():
                 tensor = weights.get_slice(key)
                 total += math.prod(tensor.get_shape())
                 dtypes.add(tensor.get_dtype())
     return total, tuple(sorted(dtypes))
-
-
-def weight_files(directory: Path) -> list[str]:
-    """The safetensors files of a saved model: the shards its index names, else the single file."""
-    index = directory / SAFE_WEIGHTS_INDEX
-    if not index.is_file():
-        return [SAFE_WEIGHTS]
-    try:
-        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise DamagedWeightsError(
-            f"{index} is not a valid shard index ({type(error).__name__}: {error}): {DAMAGED_WEIGHTS_FIX}."
-        ) from None
-
-
-@contextmanager
-def open_weights(path: Path) -> Iterator:
-    """`safe_open` (numpy: no torch) that names the file and the fix when it is truncated or corrupt, where
-    safetensors alone says only "incomplete metadata" or "invalid JSON in header"."""
-    try:
-        with safe_open(path, framework="numpy") as weights:
-            yield weights
-    except SafetensorError as error:
-        raise DamagedWeightsError(f"{path} is truncated or corrupt ({error}): {DAMAGED_WEIGHTS_FIX}.") from None
-
-
-def tensor_files(directory: Path) -> dict[str, str]:
-    """Tensor name -> the file holding it, read from the headers of every weights file."""
-    return {key: name for name in weight_files(directory) for key in _keys(directory / name)}
-
-
-def _keys(path: Path) -> list[str]:
-    with open_weights(path) as weights:
-        return list(weights.keys())

@@ -33,7 +33,7 @@ from custom_transformer import (
     CustomTransformerForSequenceClassification,
     CustomTransformerModel,
 )
-from custom_transformer.modeling_custom_transformer import DamagedCheckpointError
+from custom_transformer.checkpoint_io import DamagedCheckpointError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a training run keeps beside its final model, which a save of the model must not lose.

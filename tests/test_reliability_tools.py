@@ -18,13 +18,13 @@ from helpers.models import tiny_reference_config
 from helpers.tiny_run import build_tiny_run
 from transformers import GPT2LMHeadModel
 
+from custom_transformer.checkpoint_io import DamagedCheckpointError
 from custom_transformer.convert import convert
 from custom_transformer.convert import main as convert_main
 from model_cards import check_checkpoint, export_run
-from model_cards.run import DamagedWeightsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIX = "copy the weights again from where they came from, or save the model again from a copy that loads"
+FIX = "copy the checkpoint again, or save it again from a model that loads"
 
 # Run as `python -c KILLER POINT MODULE ARGS...`: patch the step named POINT to SIGKILL, then run MODULE's main. The
 # swap points act on the swap into the tool's destination only, not on one of a `save_pretrained` that replaces the
@@ -193,7 +193,7 @@ def test_damaged_weights_are_named_with_the_fix_by_export_and_card(run_dir, expo
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         (line,) = result.stderr.strip().splitlines()[-1:]
-        assert line.startswith(f"error: {run}/model.safetensors is truncated or corrupt (Error while deserializing")
+        assert line.startswith(f"error: {run}/model.safetensors is truncated or corrupt (SafetensorError: Error while")
         assert line.endswith(f"): {FIX}.")
     assert files_of(old_export) == exports["old"]
     assert not (old_export.parent / "card").exists()
@@ -206,14 +206,14 @@ def test_a_changed_byte_in_a_tensor_name_is_refused_naming_the_unknown_and_the_m
     name = "model.layers.0.self_attn.q_proj.weight"
     change_tensor_name(run / "model.safetensors", name, name.replace("q_proj", "p_proj"))  # 'q' ^ 1 == 'p'
 
-    with pytest.raises(DamagedWeightsError) as refused:
+    with pytest.raises(DamagedCheckpointError) as refused:
         export_run(run, old_export, overwrite=True)
 
     assert str(refused.value) == (
-        f"The weights in {run} are not the tensors CustomTransformerForSequenceClassification expects for its "
-        "config.json (unknown: model.layers.0.self_attn.p_proj.weight (in model.safetensors); missing: "
-        "model.layers.0.self_attn.q_proj.weight), so loading would fill the missing ones at random: the weights "
-        f"are damaged or belong to another model; {FIX}."
+        f"{run}/model.safetensors lacks weights that CustomTransformerForSequenceClassification expects: "
+        "model.layers.0.self_attn.q_proj.weight; it holds model.layers.0.self_attn.p_proj.weight instead, which "
+        "nothing reads. Loading would fill them at random: the checkpoint is damaged or belongs to another model; "
+        f"{FIX}."
     )
     assert files_of(old_export) == exports["old"]
     assert sorted(p.name for p in old_export.parent.iterdir()) == ["export", "run"]
@@ -223,7 +223,7 @@ def test_a_changed_byte_in_a_tensor_name_is_refused_naming_the_unknown_and_the_m
 def test_a_hub_folder_with_damaged_weights_is_refused_by_check_and_push(old_export, damage):
     damage(old_export / "model.safetensors")
 
-    with pytest.raises(DamagedWeightsError, match=rf"^{old_export}/model.safetensors is truncated or corrupt \("):
+    with pytest.raises(DamagedCheckpointError, match=rf"^{old_export}/model.safetensors is truncated or corrupt \("):
         check_checkpoint(old_export)
     pushed = run_cli("model_cards", "push", "--folder", old_export, "--hub_model_id", "org/name")
 
@@ -305,10 +305,10 @@ def test_a_changed_byte_in_a_source_tensor_name_is_refused_not_converted_at_rand
         convert_main(["--from", str(second), "--to", str(out)])
 
     assert str(refused.value) == (
-        f"error: The weights in {second} lack tensors GPT2LMHeadModel needs (missing: "
-        "transformer.h.0.mlp.c_fc.weight; unknown: transformer.h.0.mlp.c_fb.weight), which would be converted as "
-        "random values: the weights are damaged or belong to another head; copy the checkpoint again, or save it "
-        "again from a model that loads."
+        f"error: {second}/model.safetensors lacks weights that GPT2LMHeadModel expects: "
+        "transformer.h.0.mlp.c_fc.weight; it holds transformer.h.0.mlp.c_fb.weight instead, which nothing reads. "
+        "Loading would fill them at random: the checkpoint is damaged or belongs to another model; copy the "
+        "checkpoint again, or save it again from a model that loads."
     )
     assert files_of(out) == before
 

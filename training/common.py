@@ -21,14 +21,13 @@ import evaluate
 import torch
 import transformers
 from datasets import DatasetDict, load_dataset, load_from_disk
-from safetensors import SafetensorError
 from transformers import HfArgumentParser, Trainer
 from transformers import TrainingArguments as HFTrainingArguments
 from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from custom_transformer.checkpoint_io import DamagedCheckpointError, unreadable_weights_message
+from custom_transformer.checkpoint_io import DamagedCheckpointError, naming_damaged_weights
 
 from .run_record import RUN_INFO, DatasetRecord, InvalidRunRecord, RunRecord, portable_path
 from .tasks import TASKS
@@ -386,14 +385,13 @@ def preset_of(model_name_or_path: str | None) -> str:
 
 @contextmanager
 def weights_named_when_damaged(model_name_or_path: str):
-    """Around `from_pretrained`: a truncated or corrupt safetensors file becomes a DataError naming the folder and
-    the fix, instead of safetensors' bare "incomplete metadata"."""
+    """Around `from_pretrained`: damaged weights (ours or another package's model) end the run with the message
+    naming the file and the fix, instead of safetensors' bare "incomplete metadata"."""
     try:
-        yield
-    except DamagedCheckpointError as error:  # our models name the file and the fix themselves
+        with naming_damaged_weights(model_name_or_path):
+            yield
+    except DamagedCheckpointError as error:
         raise DataError(str(error)) from None
-    except SafetensorError as error:  # another package's model: the same message
-        raise DataError(unreadable_weights_message(model_name_or_path, None, error)) from None
 
 
 def perplexity(loss: float) -> float:

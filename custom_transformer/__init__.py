@@ -1,4 +1,4 @@
-"""custom_transformer: one configurable Transformer (BERT, GPT-2, Llama, 2017 Transformer) for Hugging Face.
+"""custom_transformer: one configurable Transformer (BERT, GPT-2, Llama, 2017 Transformer, ViT) for Hugging Face.
 
 Importing the package registers the config and every head of `AUTO_CLASSES` with its Auto class, so checkpoints
 load with `trust_remote_code=False` where the package is installed; checkpoints carry the code for everyone else.
@@ -10,6 +10,7 @@ from .configuration_custom_transformer import PRESETS, CustomTransformerConfig
 from .modeling_custom_transformer import (
     AUTO_CLASSES,
     CustomTransformerForCausalLM,
+    CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForQuestionAnswering,
     CustomTransformerForSequenceClassification,
@@ -32,4 +33,5 @@ __all__ = [
     "CustomTransformerForSequenceClassification",
     "CustomTransformerForTokenClassification",
     "CustomTransformerForQuestionAnswering",
+    "CustomTransformerForImageClassification",
 ]

@@ -117,6 +117,32 @@ PRESETS: dict[str, dict] = {
         "classifier_pooling": "mean",
         "tie_word_embeddings": True,
     },
+    # Dosovitskiy et al. 2020, the config.json of google/vit-base-patch16-224: 16x16 patches of a 224x224 RGB image
+    # with a [CLS] token and learned positions, then the pre-LN, GELU, biased, bidirectional stack; [CLS] classifies.
+    "vit": {
+        "input_embedding": "patches",
+        "image_size": 224,
+        "patch_size": 16,
+        "num_channels": 3,
+        "vocab_size": 0,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "is_decoder": False,
+        "position_embedding_type": "learned",
+        "norm_type": "layernorm",
+        "norm_placement": "pre",
+        "mlp_type": "plain",
+        "attention_bias": True,
+        "mlp_bias": True,
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+        "classifier_pooling": "first",
+        "tie_word_embeddings": False,
+    },
 }
 
 # The version of this code, written into every saved config.json: it tells which code a checkpoint runs
@@ -130,7 +156,7 @@ NORM_TYPES = ("rmsnorm", "layernorm")
 NORM_PLACEMENTS = ("pre", "post")
 MLP_TYPES = ("gated", "plain")
 CLASSIFIER_POOLINGS = ("first", "last", "mean")
-INPUT_EMBEDDING_TYPES = ("tokens",)  # what the model reads
+INPUT_EMBEDDING_TYPES = ("tokens", "patches")  # what the model reads: token ids, or images cut into patches
 
 ATTENTION_TP_PLAN = {
     "layers.*.self_attn.q_proj": "colwise",
@@ -170,7 +196,9 @@ class CustomTransformerConfig(PreTrainedConfig):
     - `hub_kernels`: let `from_pretrained(use_kernels=True)` (the default of transformers 5.25+ when the `kernels`
       package is installed) replace the activations with kernels downloaded from the Hub on GPUs. Off by default,
       so a model computes the same numbers whether or not `kernels` is installed.
-    - `input_embedding`: what the model reads; `"tokens"` (token ids through `embed_tokens`).
+    - `input_embedding`: what the model reads; `"tokens"` (token ids through `embed_tokens`, `vocab_size` rows) or
+      `"patches"` (ViT: `pixel_values` of `num_channels` x `image_size` cut into `patch_size` squares, a [CLS]
+      token in front; `"learned"` positions are then one per patch, interpolable to other image sizes).
 
     Use [`CustomTransformerConfig.from_preset`] for the named architectures.
     """
@@ -221,6 +249,9 @@ class CustomTransformerConfig(PreTrainedConfig):
         tie_word_embeddings: bool = True,
         hub_kernels: bool = False,
         input_embedding: str = "tokens",
+        image_size: int | list[int] = 224,
+        patch_size: int | list[int] = 16,
+        num_channels: int = 3,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -258,6 +289,9 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.tie_word_embeddings = tie_word_embeddings
         self.hub_kernels = hub_kernels
         self.input_embedding = input_embedding
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.num_channels = num_channels
         # Validate before the base class runs its own checks (transformers >= 5.2x), so errors name our fields.
         self.validate_architecture()
         kwargs.pop("code_version", None)  # always the version of the code running now, see CODE_VERSION
@@ -288,7 +322,8 @@ class CustomTransformerConfig(PreTrainedConfig):
         _check_choice("mlp_type", self.mlp_type, MLP_TYPES)
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
         _check_choice("input_embedding", self.input_embedding, INPUT_EMBEDDING_TYPES)
-        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        INPUT_CHECKS[self.input_embedding](self)
+        for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             _check_positive(field, getattr(self, field))
         _check_positive("num_key_value_heads", self.num_key_value_heads)
         if self.head_dim is None:
@@ -333,6 +368,35 @@ class CustomTransformerConfig(PreTrainedConfig):
             )
         if self.head_dim % 2:
             raise ValueError(f"Rotary embeddings rotate pairs of dimensions: head_dim={self.head_dim} must be even.")
+
+
+def _check_tokens(config: CustomTransformerConfig):
+    _check_positive("vocab_size", config.vocab_size)
+
+
+def _check_patches(config: CustomTransformerConfig):
+    _check_positive("num_channels", config.num_channels)
+    image, patch = image_pair(config.image_size), image_pair(config.patch_size, "patch_size")
+    if any(side < step for side, step in zip(image, patch)):
+        raise ValueError(
+            f"patch_size={config.patch_size} is larger than image_size={config.image_size}: the image would have no "
+            "patch. Pick a patch_size that divides the image size (16 for 224, 4 for 28)."
+        )
+    if config.is_decoder:
+        raise ValueError("input_embedding='patches' reads a whole image at once: set is_decoder=False.")
+
+
+INPUT_CHECKS = {"tokens": _check_tokens, "patches": _check_patches}  # what each input embedding needs of a config
+
+
+def image_pair(value, field: str = "image_size") -> tuple[int, int]:
+    """An image size or patch size given as one int (a square) or as [height, width]."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value or ())
+    if len(pair) != 2:
+        raise ValueError(f"{field}={value!r} must be a positive integer or a [height, width] pair of them.")
+    for side in pair:
+        _check_positive(field, side)
+    return pair
 
 
 def _check_choice(field: str, value, choices: tuple[str, ...]):

@@ -1,7 +1,8 @@
-"""Convert checkpoints between transformers' Llama, GPT-2 and BERT and custom_transformer (and back to Llama).
+"""Convert checkpoints between transformers' Llama, GPT-2, BERT and ViT and custom_transformer (and back to Llama, ViT).
 
-    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR                    # llama/gpt2/bert -> ours
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR                    # llama/gpt2/bert/vit -> ours
     python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family llama  # ours -> LlamaForCausalLM
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family vit    # ours -> ViTForImageClassification
 
 A conversion is data: a config mapping, the settings it cannot represent, and renaming rules for the state
 dict. A rule maps a key prefix to a new prefix (`{n}` stands for the layer index), to a tuple of prefixes (the
@@ -23,6 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
@@ -44,6 +46,9 @@ from transformers import (
     LlamaModel,
     PreTrainedConfig,
     PreTrainedModel,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTModel,
 )
 from transformers.initialization import no_init_weights
 from transformers.pytorch_utils import Conv1D
@@ -52,6 +57,7 @@ from .checkpoint_io import naming_damaged_weights, refuse_untrusted_weights, rep
 from .configuration_custom_transformer import CustomTransformerConfig
 from .modeling_custom_transformer import (
     CustomTransformerForCausalLM,
+    CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForQuestionAnswering,
     CustomTransformerForSequenceClassification,
@@ -89,17 +95,10 @@ class Conversion:
 # Config mappings
 
 
-# Fields with the same name and meaning in every family (special tokens, tying, labels of classification heads).
-COMMON_FIELDS = (
-    "pad_token_id",
-    "bos_token_id",
-    "eos_token_id",
-    "tie_word_embeddings",
-    "initializer_range",
-    "id2label",
-    "label2id",
-    "problem_type",
-)
+# Fields with the same name and meaning in every family: labels of classification heads, the initialiser scale,
+# and, in the families that read tokens, special tokens and tying.
+LABEL_FIELDS = ("initializer_range", "id2label", "label2id", "problem_type")
+COMMON_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "tie_word_embeddings", *LABEL_FIELDS)
 
 
 # Our field -> the family's field with the same meaning. Both directions are read off these tables: a family's
@@ -146,24 +145,43 @@ BERT_FIELDS = {
     "attention_dropout": "attention_probs_dropout_prob",
     "classifier_dropout": "classifier_dropout",
 }
+VIT_FIELDS = {
+    "hidden_size": "hidden_size",
+    "num_hidden_layers": "num_hidden_layers",
+    "num_attention_heads": "num_attention_heads",
+    "intermediate_size": "intermediate_size",
+    "hidden_act": "hidden_act",
+    "layer_norm_eps": "layer_norm_eps",
+    "hidden_dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_probs_dropout_prob",
+    "image_size": "image_size",
+    "patch_size": "patch_size",
+    "num_channels": "num_channels",
+}
 
 
 def _custom_config(
-    preset: str, fields: dict[str, str], derived: Callable[[PreTrainedConfig], dict] = lambda config: {}
+    preset: str,
+    fields: dict[str, str],
+    derived: Callable[[PreTrainedConfig], dict] = lambda config: {},
+    common_fields: tuple[str, ...] = COMMON_FIELDS,
 ) -> Callable[[PreTrainedConfig], CustomTransformerConfig]:
     """A family's config -> our preset with its values (`fields`: ours -> theirs; `derived`: ours computed from theirs
     where the family leaves a field implicit)."""
 
     def build(config: PreTrainedConfig) -> CustomTransformerConfig:
         values = {ours: getattr(config, theirs) for ours, theirs in fields.items()}
-        common = {name: getattr(config, name) for name in COMMON_FIELDS}
+        common = {name: getattr(config, name) for name in common_fields}
         return CustomTransformerConfig.from_preset(preset, **common, **{**values, **derived(config)})
 
     return build
 
 
 def _reference_config(
-    config_class: type[PreTrainedConfig], fields: dict[str, str], **copies: str
+    config_class: type[PreTrainedConfig],
+    fields: dict[str, str],
+    common_fields: tuple[str, ...] = COMMON_FIELDS,
+    **copies: str,
 ) -> Callable[[CustomTransformerConfig], PreTrainedConfig]:
     """Our config -> the family's config with the same shapes (`copies`: more of their fields taken from one of ours;
     the preset's switches are checked by the caller)."""
@@ -171,7 +189,7 @@ def _reference_config(
     def build(config: CustomTransformerConfig) -> PreTrainedConfig:
         values = {theirs: getattr(config, ours) for ours, theirs in fields.items()}
         values.update({theirs: getattr(config, ours) for theirs, ours in copies.items()})
-        return config_class(**values, **{name: getattr(config, name) for name in COMMON_FIELDS})
+        return config_class(**values, **{name: getattr(config, name) for name in common_fields})
 
     return build
 
@@ -179,6 +197,16 @@ def _reference_config(
 llama_config_from = _reference_config(LlamaConfig, LLAMA_FIELDS)
 gpt2_config_from = _reference_config(GPT2Config, GPT2_FIELDS, embd_pdrop="hidden_dropout")
 bert_config_from = _reference_config(BertConfig, BERT_FIELDS)
+_vit_config = _reference_config(ViTConfig, VIT_FIELDS, LABEL_FIELDS, qkv_bias="attention_bias", head_dim="head_dim")
+
+
+def vit_config_from(config: CustomTransformerConfig) -> ViTConfig:
+    if config.num_key_value_heads != config.num_attention_heads:
+        raise ValueError(
+            f"num_key_value_heads={config.num_key_value_heads} is not supported (ViT has no grouped-query "
+            f"attention). Supported: num_key_value_heads={config.num_attention_heads} (= num_attention_heads)."
+        )
+    return _vit_config(config)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,6 +259,19 @@ BERT_RULES: tuple[Rule, ...] = (
     ("bert.pooler.dense.", "pooler.dense."),
     ("classifier.", "score."),
     ("qa_outputs.", "qa_outputs."),
+)
+
+VIT_RULES: tuple[Rule, ...] = (
+    ("vit.embeddings.cls_token", "model.embed_patches.cls_token"),
+    ("vit.embeddings.position_embeddings", "model.embed_patches.positions.weight"),
+    ("vit.embeddings.patch_embeddings.projection.", "model.embed_patches.projection."),
+    ("vit.layers.{n}.layernorm_before.", "model.layers.{n}.attention_norm."),
+    ("vit.layers.{n}.attention.", "model.layers.{n}.self_attn."),  # {q,k,v,o}_proj
+    ("vit.layers.{n}.layernorm_after.", "model.layers.{n}.mlp_norm."),
+    ("vit.layers.{n}.mlp.fc1.", "model.layers.{n}.mlp.up_proj."),
+    ("vit.layers.{n}.mlp.fc2.", "model.layers.{n}.mlp.down_proj."),
+    ("vit.layernorm.", "model.norm."),
+    ("classifier.", "score."),
 )
 
 BERT_MLM_RULES: tuple[Rule, ...] = (
@@ -292,6 +333,16 @@ IMPORTS: dict[str, Conversion] = {
             Head(BertForQuestionAnswering, CustomTransformerForQuestionAnswering),
         ),
     ),
+    "vit": Conversion(
+        config=_custom_config("vit", VIT_FIELDS, common_fields=LABEL_FIELDS),
+        required={"qkv_bias": (True, "the attention projections are all biased or none is")},
+        rules=VIT_RULES,
+        heads=(
+            Head(ViTForImageClassification, CustomTransformerForImageClassification),
+            # The bare custom model has no pooler: ViTModel's `pooler_output` is not carried over.
+            Head(ViTModel, CustomTransformerModel, rules=(("vit.pooler.", None),)),
+        ),
+    ),
 }
 
 
@@ -318,6 +369,26 @@ EXPORTS: dict[str, Conversion] = {
             Head(CustomTransformerModel, LlamaModel),
         ),
     ),
+    "vit": Conversion(
+        config=vit_config_from,
+        required={
+            "input_embedding": ("patches", "ViT reads images cut into patches"),
+            "is_decoder": (False, "ViT's layers attend both ways"),
+            "position_embedding_type": ("learned", "ViT learns one position per patch"),
+            "norm_type": ("layernorm", "ViT normalises with LayerNorm"),
+            "norm_placement": ("pre", "ViT normalises before each sublayer"),
+            "mlp_type": ("plain", "ViT's MLP is two linear layers"),
+            "attention_bias": (True, "ViT's output projection always has a bias"),
+            "mlp_bias": (True, "ViT's MLP layers have biases"),
+            "type_vocab_size": (0, "ViT has no token-type embeddings"),
+            "scale_embeddings": (False, "ViT does not scale its embeddings"),
+            "embedding_norm": (False, "ViT does not normalise its embeddings"),
+            "classifier_pooling": ("first", "ViT classifies from the [CLS] vector"),
+            "classifier_pooler": (False, "ViT's classifier reads the [CLS] vector directly"),
+        },
+        rules=_invert(VIT_RULES),
+        heads=(Head(CustomTransformerForImageClassification, ViTForImageClassification),),
+    ),
 }
 
 TARGET_FAMILIES = ("custom_transformer", *EXPORTS)
@@ -330,8 +401,8 @@ TARGET_FAMILIES = ("custom_transformer", *EXPORTS)
 def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "custom_transformer") -> PreTrainedModel:
     """Convert the checkpoint in `source_dir` and save it to `target_dir`; returns the converted model.
 
-    `to_family="custom_transformer"` reads Llama, GPT-2 and BERT checkpoints; `to_family="llama"` exports a
-    llama-preset custom_transformer checkpoint for Llama runtimes. The output is written beside `target_dir` and
+    `to_family="custom_transformer"` reads Llama, GPT-2, BERT and ViT checkpoints; `to_family="llama"` (`"vit"`)
+    exports a llama-preset (vit-preset) custom_transformer checkpoint to transformers' class. The output is written beside `target_dir` and
     swapped in at the end (`replacing_directory`): a failure or a kill leaves `target_dir` as it was, or converted.
     """
     if not Path(source_dir).is_dir() and not _is_repo_id(str(source_dir)):  # else the Hub's "Repo id must be..."
@@ -350,7 +421,7 @@ def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "cu
         target.generation_config = source.generation_config
     with replacing_directory(target_dir) as staging:
         target.save_pretrained(staging)
-        _save_tokenizer(source_dir, staging)
+        _save_processors(source_dir, staging)
     return target
 
 
@@ -374,14 +445,16 @@ def _is_repo_id(name: str) -> bool:
     return True
 
 
-def _save_tokenizer(source_dir: str | Path, target_dir: str | Path):
-    """Re-save the source's tokenizer next to the converted weights, so the folder stays usable as it was.
+# What prepares a checkpoint's inputs: the file that marks it, and the Auto class that loads and re-saves it.
+PROCESSORS = (("tokenizer_config.json", AutoTokenizer), ("preprocessor_config.json", AutoImageProcessor))
 
-    transformers knows which files a tokenizer of each kind needs; a folder saved without one has none to copy.
-    """
-    if not (Path(source_dir) / "tokenizer_config.json").is_file():
-        return
-    AutoTokenizer.from_pretrained(source_dir).save_pretrained(target_dir)
+
+def _save_processors(source_dir: str | Path, target_dir: str | Path):
+    """Re-save the source's tokenizer or image processor next to the converted weights, so the folder stays usable
+    as it was. transformers knows which files each kind needs; a folder saved without one has none to copy."""
+    for marker, auto_class in PROCESSORS:
+        if (Path(source_dir) / marker).is_file():
+            auto_class.from_pretrained(source_dir).save_pretrained(target_dir)
 
 
 def _conversion(model_type: str, to_family: str) -> Conversion:
@@ -557,9 +630,12 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, embedding: nn.Embedding, 
 class ConvertArguments:
     source: str = field(metadata={"aliases": ["--from"], "help": "Checkpoint folder to convert."})
     target: str = field(metadata={"aliases": ["--to"], "help": "Folder to write the converted checkpoint to."})
-    to_family: Literal["custom_transformer", "llama"] = field(
+    to_family: Literal[TARGET_FAMILIES] = field(
         default="custom_transformer",
-        metadata={"help": "custom_transformer reads llama/gpt2/bert; llama exports a llama-preset checkpoint."},
+        metadata={
+            "help": f"custom_transformer reads {'/'.join(IMPORTS)}; {'/'.join(EXPORTS)} exports a checkpoint of that "
+            "preset to transformers' class."
+        },
     )
 
 

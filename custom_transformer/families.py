@@ -10,10 +10,25 @@ family with a reference is compared with it). A new family is a preset in `PRESE
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from transformers import BertForMaskedLM, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    BertForMaskedLM,
+    GPT2LMHeadModel,
+    LlamaForCausalLM,
+    PreTrainedConfig,
+    PreTrainedModel,
+    ViTForImageClassification,
+)
 
 from .configuration_custom_transformer import CustomTransformerConfig
-from .convert import EXPORTS, IMPORTS, Conversion, bert_config_from, gpt2_config_from, llama_config_from
+from .convert import (
+    EXPORTS,
+    IMPORTS,
+    Conversion,
+    bert_config_from,
+    gpt2_config_from,
+    llama_config_from,
+    vit_config_from,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,7 @@ FAMILIES = {
     "llama": Family("llama", LlamaForCausalLM, llama_config_from, IMPORTS["llama"], EXPORTS["llama"]),
     "gpt2": Family("gpt2", GPT2LMHeadModel, gpt2_config_from, IMPORTS["gpt2"]),
     "bert": Family("bert", BertForMaskedLM, bert_config_from, IMPORTS["bert"]),
+    "vit": Family("vit", ViTForImageClassification, vit_config_from, IMPORTS["vit"], EXPORTS["vit"]),
     # The 2017 encoder: transformers has no class of it; `convert.from_torch_encoder` takes torch's own.
     "vaswani": Family("vaswani"),
 }

@@ -1,4 +1,4 @@
-"""One configurable Transformer: BERT, GPT-2, Llama and the 2017 post-LN Transformer are configurations of it.
+"""One configurable Transformer: BERT, GPT-2, Llama, the 2017 post-LN Transformer and ViT are configurations of it.
 
 Every architectural switch of `CustomTransformerConfig` is one row of a small table (`NORMS`, `MLPS`,
 `POSITION_SCHEMES`, `NORM_PLACEMENTS`, `TOKEN_TYPES`, `STACKS`, `INPUT_EMBEDDINGS`, `POOLINGS`), looked up once
@@ -24,6 +24,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
+    ImageClassifierOutput,
     MaskedLMOutput,
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
@@ -40,7 +41,7 @@ from .checkpoint_io import (
     replaceable_in_one_step,
     replacing_directory,
 )
-from .configuration_custom_transformer import CustomTransformerConfig
+from .configuration_custom_transformer import CustomTransformerConfig, image_pair
 from .transformers_compat import (
     ALL_ATTENTION_FUNCTIONS,
     CACHE_FIELD,
@@ -466,17 +467,105 @@ class TokenEmbedding(nn.Embedding):
             )
 
 
+class LearnedPatchPositions(nn.Module):
+    """One trained position per patch and one for [CLS] (ViT), interpolated bicubically for another image size."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        self.image_size, self.patch_size = image_pair(config.image_size), image_pair(config.patch_size)
+        self.grid = tuple(side // step for side, step in zip(self.image_size, self.patch_size))
+        self.weight = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], config.hidden_size))
+
+    def forward(self, embeddings: torch.Tensor, height: int, width: int, interpolate: bool) -> torch.Tensor:
+        if interpolate:
+            return embeddings + self.interpolated(height // self.patch_size[0], width // self.patch_size[1])
+        if (height, width) != self.image_size:
+            raise ValueError(
+                f"pixel_values are {height}x{width} images, but the model was built for {self.image_size[0]}x"
+                f"{self.image_size[1]} (config.image_size): resize them with the checkpoint's image processor "
+                "(AutoImageProcessor), or pass interpolate_pos_encoding=True to stretch the positions to this size."
+            )
+        return embeddings + self.weight
+
+    def interpolated(self, rows: int, columns: int) -> torch.Tensor:
+        """ViT's interpolation: the [CLS] position as it is, the patch grid resized (always while tracing, so an
+        exported graph takes any size)."""
+        if not torch.jit.is_tracing() and (rows, columns) == self.grid:
+            return self.weight
+        cls, grid = self.weight[:, :1], self.weight[:, 1:]
+        dim = self.weight.shape[-1]
+        grid = grid.reshape(1, *self.grid, dim).permute(0, 3, 1, 2)
+        grid = nn.functional.interpolate(grid, size=(rows, columns), mode="bicubic", align_corners=False)
+        return torch.cat((cls, grid.permute(0, 2, 3, 1).view(1, -1, dim)), dim=1)
+
+
+class NoPatchPositions(nn.Module):
+    """Positions come from elsewhere (rotary, a sinusoid over the sequence) or nowhere: any image size is read."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+
+    def forward(self, embeddings: torch.Tensor, height: int, width: int, interpolate: bool) -> torch.Tensor:
+        return embeddings
+
+
+PATCH_POSITIONS = {"learned": LearnedPatchPositions}  # position schemes the patch front-end applies itself
+
+
+class PatchEmbedding(nn.Module):
+    """Images -> a [CLS] vector then one vector per `patch_size` square (ViT): a convolution with the patch as
+    kernel and stride, and with `"learned"` positions the per-patch table of `LearnedPatchPositions`."""
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__()
+        patch = image_pair(config.patch_size)
+        self.num_channels = config.num_channels
+        self.projection = nn.Conv2d(config.num_channels, config.hidden_size, kernel_size=patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.positions = PATCH_POSITIONS.get(config.position_embedding_type, NoPatchPositions)(config)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None = None) -> torch.Tensor:
+        batch, channels, height, width = pixel_values.shape
+        if channels != self.num_channels:
+            raise ValueError(
+                f"pixel_values have {channels} channels, but config.num_channels is {self.num_channels}: prepare "
+                "the images with the checkpoint's image processor (AutoImageProcessor), which converts them "
+                "(grey or RGBA to RGB), or pass images with that many channels."
+            )
+        patches = self.projection(pixel_values.to(self.projection.weight.dtype)).flatten(2).transpose(1, 2)
+        embeddings = torch.cat((self.cls_token.expand(batch, -1, -1), patches), dim=1)
+        return self.positions(embeddings, height, width, bool(interpolate_pos_encoding))
+
+
 @dataclass(frozen=True)
 class InputEmbedding:
-    """The module that embeds what a model reads, and the attribute its tensors are saved under."""
+    """What a model reads: the forward argument (`main_input_name`), the module that embeds it and the attribute
+    its tensors are saved under, and the position schemes the module applies itself (then not the backbone)."""
 
     attribute: str
+    main_input_name: str
+    modality: str  # transformers' `input_modalities`
     module: Callable[[CustomTransformerConfig], nn.Module]
+    embed: Callable  # (module, main input, interpolate_pos_encoding) -> one vector per position
+    own_positions: tuple[str, ...] = ()
+
+
+def token_embedding(config: CustomTransformerConfig) -> TokenEmbedding:
+    return TokenEmbedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+
+
+def embed_tokens(module: nn.Module, input_ids: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
+    return module(input_ids)
+
+
+def embed_patches(module: nn.Module, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None):
+    return module(pixel_values, interpolate_pos_encoding)
 
 
 INPUT_EMBEDDINGS = {
-    "tokens": InputEmbedding(
-        "embed_tokens", lambda config: TokenEmbedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+    "tokens": InputEmbedding("embed_tokens", "input_ids", "text", token_embedding, embed_tokens),
+    "patches": InputEmbedding(
+        "embed_patches", "pixel_values", "image", PatchEmbedding, embed_patches, own_positions=tuple(PATCH_POSITIONS)
     ),
 }
 
@@ -505,11 +594,20 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": CustomTransformerLayer, "attentions": CustomTransformerAttention}
 
+    def __init__(self, config: CustomTransformerConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        embedding = INPUT_EMBEDDINGS[config.input_embedding]  # what pipelines, Trainer and generate pass first
+        self.main_input_name, self.input_modalities = embedding.main_input_name, embedding.modality
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
         """Initialise parameters and rebuild computed buffers, which are garbage after a meta-device load."""
         super()._init_weights(module)
-        if isinstance(module, ScaledInitLinear):
+        if isinstance(module, PatchEmbedding):  # as ViT: truncated normal for [CLS]
+            init.trunc_normal_(module.cls_token, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, LearnedPatchPositions):
+            init.trunc_normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, ScaledInitLinear):
             std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, SinusoidalPositionEmbedding):
@@ -592,13 +690,16 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
     """The bare Transformer: embeddings, a stack of layers, and the final norm of pre-norm stacks."""
 
     auto_class = "AutoModel"
+    input_kinds = tuple(INPUT_EMBEDDINGS)
 
     def __init__(self, config: CustomTransformerConfig):
         super().__init__(config)
         positions = POSITION_SCHEMES[config.position_embedding_type]
         inputs = INPUT_EMBEDDINGS[config.input_embedding]
-        self.add_module(inputs.attribute, inputs.module(config))  # `embed_tokens`, as every checkpoint names it
-        self.embed_positions = positions.absolute(config)
+        self.add_module(inputs.attribute, inputs.module(config))  # `embed_tokens`, as every text checkpoint names it
+        self.embed = inputs.embed
+        own_positions = config.position_embedding_type in inputs.own_positions
+        self.embed_positions = NoEmbedding(config) if own_positions else positions.absolute(config)
         self.embed_token_types = TOKEN_TYPES[config.type_vocab_size > 0](config)
         self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
         self.embed_norm = build_norm(config) if config.embedding_norm else nn.Identity()
@@ -627,12 +728,17 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         cache_position: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
-        if (input_ids is None) ^ (inputs_embeds is not None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        """Reads `input_ids` or, for `input_embedding="patches"`, `pixel_values` (`interpolate_pos_encoding=True`
+        for images of another size than `config.image_size`), or `inputs_embeds`."""
+        main_input = pixel_values if self.main_input_name == "pixel_values" else input_ids
+        if (main_input is None) ^ (inputs_embeds is not None):
+            raise ValueError(f"You must specify exactly one of {self.main_input_name} or inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
+            inputs_embeds = self.embed(self.get_input_embeddings(), main_input, interpolate_pos_encoding)
         cache = pop_cache(past_key_values, kwargs)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
@@ -939,6 +1045,45 @@ class CustomTransformerForQuestionAnswering(CustomTransformerPreTrainedModel):
         )
 
 
+class CustomTransformerForImageClassification(CustomTransformerPreTrainedModel):
+    """An image's class from its [CLS] vector (ViT); `config.problem_type` picks the loss, as for text."""
+
+    auto_class = "AutoModelForImageClassification"
+    stacks = ("encoder",)
+    input_kinds = ("patches",)
+    main_input_name = "pixel_values"
+    input_modalities = "image"
+    accepts_loss_kwargs = False  # mean loss over this batch, see sequence classification
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = CustomTransformerModel(config)
+        self.pooler = SequencePooler(config)
+        self.dropout = classifier_dropout(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ImageClassifierOutput:
+        outputs = self.model(
+            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, use_cache=False, **kwargs
+        )
+        logits = self.score(self.dropout(self.pooler(outputs.last_hidden_state)))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Auto classes
 
@@ -950,6 +1095,7 @@ HEADS = (
     CustomTransformerForSequenceClassification,
     CustomTransformerForTokenClassification,
     CustomTransformerForQuestionAnswering,
+    CustomTransformerForImageClassification,
 )
 AUTO_CLASSES = {head.auto_class: head for head in HEADS}
 
@@ -980,4 +1126,5 @@ __all__ = [
     "CustomTransformerForSequenceClassification",
     "CustomTransformerForTokenClassification",
     "CustomTransformerForQuestionAnswering",
+    "CustomTransformerForImageClassification",
 ]

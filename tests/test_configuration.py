@@ -76,7 +76,10 @@ def test_encoders_do_not_use_a_kv_cache_by_default():
         ({"rope_parameters": {"rope_type": "spiral", "rope_theta": 1e4}}, r"rope_parameters\['rope_type'\]='spiral'"),
         ({"head_dim": 7, "num_key_value_heads": 4}, "head_dim=7 must be even"),
         ({"hidden_dropout": 1.5}, r"hidden_dropout=1.5 must be in \[0, 1\)"),
-        ({"input_embedding": "pixels"}, "input_embedding='pixels' is not supported. Choose one of: 'tokens'"),
+        (
+            {"input_embedding": "pixels"},
+            "input_embedding='pixels' is not supported. Choose one of: 'tokens', 'patches'",
+        ),
     ],
 )
 def test_invalid_settings_raise_naming_the_field_and_the_fix(overrides, message):

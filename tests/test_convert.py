@@ -132,7 +132,7 @@ def test_unsupported_source_is_refused_naming_the_setting_and_what_is_supported(
 
 def test_an_unknown_model_type_is_refused_naming_the_supported_ones(tmp_path):
     AutoConfig.for_model("opt", architectures=["OPTForCausalLM"]).save_pretrained(tmp_path / "opt")
-    message = "Cannot convert model_type='opt': supported model types are 'llama', 'gpt2', 'bert'."
+    message = "Cannot convert model_type='opt': supported model types are 'llama', 'gpt2', 'bert', 'vit'."
     with pytest.raises(ValueError, match=re.escape(message)):
         convert(tmp_path / "opt", tmp_path / "out")
 
@@ -162,6 +162,34 @@ def test_export_to_llama_is_refused_for_checkpoints_llama_cannot_reproduce(tmp_p
     config.save_pretrained(tmp_path / "custom")
     with pytest.raises(ValueError, match=re.escape(message)):
         convert(tmp_path / "custom", tmp_path / "out", to_family="llama")
+
+
+UNEXPORTABLE_TO_VIT = {
+    "rotary-positions": (
+        {"position_embedding_type": "rope"},
+        "position_embedding_type='rope' is not supported (ViT learns one position per patch). "
+        "Supported: position_embedding_type='learned'.",
+    ),
+    "grouped-query-attention": (
+        {"num_key_value_heads": 2},
+        "num_key_value_heads=2 is not supported (ViT has no grouped-query attention). Supported: num_key_value_heads=4",
+    ),
+    "text": ({"input_embedding": "tokens", "vocab_size": 99}, "input_embedding='tokens' is not supported"),
+}
+
+
+@pytest.mark.parametrize(("overrides", "message"), UNEXPORTABLE_TO_VIT.values(), ids=UNEXPORTABLE_TO_VIT)
+def test_export_to_vit_is_refused_for_checkpoints_vit_cannot_reproduce(tmp_path, overrides, message):
+    architectures = ["CustomTransformerForImageClassification"]
+    tiny_config("vit", architectures=architectures, **overrides).save_pretrained(tmp_path / "custom")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        convert(tmp_path / "custom", tmp_path / "out", to_family="vit")
+
+
+def test_a_vit_without_attention_biases_is_refused(tmp_path):
+    save_reference_config(tmp_path / "vit", "vit", "ViTForImageClassification", qkv_bias=False)
+    with pytest.raises(ValueError, match=re.escape("qkv_bias=False is not supported (the attention projections")):
+        convert(tmp_path / "vit", tmp_path / "out")
 
 
 def test_a_custom_checkpoint_asks_for_a_target_family_and_other_checkpoints_cannot_be_exported(tmp_path):

@@ -1,15 +1,18 @@
 """Architecture fidelity: converted checkpoints compute what the originals compute.
 
 Each case builds a tiny transformers reference, saves it, converts the folder with `custom_transformer.convert`
-and holds the custom model to the reference's outputs, loss and greedy generations, in fp32, with both
-attention backends. The 2017 Transformer is checked against `torch.nn.TransformerEncoder` and the paper's formula.
+and holds the custom model to the reference's outputs, loss and greedy generations (images: logits at the trained
+and at another size, and the image-classification pipeline's answers), in fp32, with both attention backends.
+The 2017 Transformer is checked against `torch.nn.TransformerEncoder` and the paper's formula.
 """
 
 import math
 
+import numpy as np
 import pytest
 import torch
-from helpers.models import REFERENCE_FAMILIES, TINY, tiny_config, tiny_reference_config
+from helpers.models import REFERENCE_FAMILIES, TINY, make_pixels, tiny_config, tiny_reference_config
+from PIL import Image
 from torch import nn
 from torch.testing import assert_close
 from transformers import (
@@ -22,10 +25,15 @@ from transformers import (
     GPT2Model,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
+    ViTForImageClassification,
+    ViTImageProcessorPil,
+    ViTModel,
+    pipeline,
 )
 
 from custom_transformer import (
     CustomTransformerForCausalLM,
+    CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForSequenceClassification,
     CustomTransformerForTokenClassification,
@@ -81,10 +89,14 @@ CASES = {
 }
 DECODER_CASES = ["llama", "llama-biases-tied-llama3-rope", "gpt2"]
 LANGUAGE_MODEL_CASES = [*DECODER_CASES, "bert-masked-lm"]
+IMAGE_CASES = {
+    "vit-image-classification": (ViTForImageClassification, {"num_labels": 3}, CustomTransformerForImageClassification),
+    "vit-model": (ViTModel, {}, CustomTransformerModel),
+}
 
 
 def test_every_family_with_a_reference_class_is_compared_with_it():
-    compared = {reference_class for reference_class, _, _ in CASES.values()}
+    compared = {reference_class for reference_class, _, _ in (*CASES.values(), *IMAGE_CASES.values())}
     assert {FAMILIES[name].reference for name in REFERENCE_FAMILIES} <= compared
 
 
@@ -95,7 +107,7 @@ def checkpoints(tmp_path_factory):
 
     def get(case: str):
         if case not in folders:
-            reference_class, overrides, _ = CASES[case]
+            reference_class, overrides, _ = {**CASES, **IMAGE_CASES}[case]
             config = tiny_reference_config(reference_class.config_class.model_type, **overrides)
             root = tmp_path_factory.mktemp(case)
             randomized(reference_class(config)).save_pretrained(root / "reference")
@@ -118,7 +130,7 @@ def randomized(model: nn.Module) -> nn.Module:
 
 def load_pair(checkpoints, case: str, attn_implementation: str = "sdpa"):
     """The reference and the converted model, from their folders, with the same attention backend."""
-    reference_class, _, converted_class = CASES[case]
+    reference_class, _, converted_class = {**CASES, **IMAGE_CASES}[case]
     reference_dir, converted_dir = checkpoints(case)
     reference = reference_class.from_pretrained(reference_dir, attn_implementation=attn_implementation)
     converted = converted_class.from_pretrained(converted_dir, attn_implementation=attn_implementation)
@@ -195,6 +207,60 @@ def test_greedy_generation_gives_the_reference_tokens(checkpoints, case, use_cac
     settings = {"attention_mask": attention_mask, "max_new_tokens": 8, "do_sample": False, "use_cache": use_cache}
     expected = reference.generate(input_ids, **settings)
     assert_close(converted.generate(input_ids, **settings), expected, **EXACT)
+
+
+# --- transformers references: ViT ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(16, 16), (24, 20)], ids=["trained-size", "interpolated-24x20"])
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("case", IMAGE_CASES)
+def test_converted_image_model_gives_the_reference_outputs(checkpoints, case, attn_implementation, size):
+    reference, converted = load_pair(checkpoints, case, attn_implementation)
+    pixels = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = main_output(reference(pixel_values=pixels, interpolate_pos_encoding=True))
+        actual = main_output(converted(pixel_values=pixels, interpolate_pos_encoding=True))
+    assert_close(actual, expected, **TOLERANCE)
+
+
+def test_vit_checkpoint_round_trips_through_custom_transformer_to_identical_logits(tmp_path):
+    config = tiny_reference_config("vit", num_labels=3)
+    original = randomized(ViTForImageClassification(config)).eval()
+    original.save_pretrained(tmp_path / "vit")
+    convert(tmp_path / "vit", tmp_path / "custom")
+    convert(tmp_path / "custom", tmp_path / "vit-again", to_family="vit")
+    round_tripped = ViTForImageClassification.from_pretrained(tmp_path / "vit-again").eval()
+    with torch.no_grad():
+        assert_close(round_tripped(make_pixels()).logits, original(make_pixels()).logits, **EXACT)
+
+
+def test_vit_preset_model_exports_to_a_vit_checkpoint_with_the_same_logits(tmp_path):
+    custom = randomized(CustomTransformerForImageClassification(tiny_config("vit", num_labels=3))).eval()
+    custom.save_pretrained(tmp_path / "custom")
+    convert(tmp_path / "custom", tmp_path / "vit", to_family="vit")
+    vit = ViTForImageClassification.from_pretrained(tmp_path / "vit").eval()
+    with torch.no_grad():
+        assert_close(vit(make_pixels()).logits, custom(make_pixels()).logits, **TOLERANCE)
+
+
+def test_the_image_classification_pipeline_answers_the_same_for_the_converted_checkpoint(tmp_path):
+    """transformers' own image processor (PIL backend: torchvision is not installed) is carried over by convert."""
+    config = tiny_reference_config("vit", num_labels=3, id2label={0: "cat", 1: "dog", 2: "owl"})
+    randomized(ViTForImageClassification(config)).save_pretrained(tmp_path / "vit")
+    ViTImageProcessorPil(size={"height": 16, "width": 16}).save_pretrained(tmp_path / "vit")
+    convert(tmp_path / "vit", tmp_path / "custom")
+    images = [Image.fromarray(pixels) for pixels in np.random.default_rng(0).integers(0, 256, (3, 20, 24, 3), np.uint8)]
+    expected = pipeline("image-classification", model=str(tmp_path / "vit"))(images, top_k=3)
+    actual = pipeline("image-classification", model=str(tmp_path / "custom"), trust_remote_code=True)(images, top_k=3)
+    assert [[answer["label"] for answer in image] for image in actual] == [
+        [answer["label"] for answer in image] for image in expected
+    ]
+    assert_close(
+        torch.tensor([[answer["score"] for answer in image] for image in actual]),
+        torch.tensor([[answer["score"] for answer in image] for image in expected]),
+        **TOLERANCE,
+    )
 
 
 # --- Llama export ------------------------------------------------------------------------------------------------

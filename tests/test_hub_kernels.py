@@ -13,7 +13,7 @@ import inspect
 
 import pytest
 import torch
-from helpers.models import PRESET_NAMES, heads_for, make_inputs, outputs_of, tiny_config
+from helpers.models import PRESET_NAMES, heads_for, inputs_for, outputs_of, tiny_config
 from transformers import activations
 from transformers.activations import ACT2FN
 
@@ -61,13 +61,12 @@ def test_our_activation_computes_exactly_transformers_activation(name):
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_the_opt_in_changes_no_number_without_kernels(preset):
-    input_ids, attention_mask = make_inputs()
     logits = {}
     for hub_kernels in (False, True):
         torch.manual_seed(0)
         model = heads_for(preset)["AutoModel"](tiny_config(preset, hub_kernels=hub_kernels)).eval()
         with torch.no_grad():
-            logits[hub_kernels] = outputs_of(model, input_ids=input_ids, attention_mask=attention_mask)
+            logits[hub_kernels] = outputs_of(model, **inputs_for(preset))
     assert torch.equal(logits[False], logits[True])
 
 

@@ -14,6 +14,7 @@ from helpers.transformers_test_suite import load
 
 modeling_common = load("test_modeling_common")
 ModelTesterMixin, ids_tensor = modeling_common.ModelTesterMixin, modeling_common.ids_tensor
+floats_tensor = modeling_common.floats_tensor
 
 
 class TinyModelTester:
@@ -36,10 +37,22 @@ class TinyModelTester:
         return self.get_config(), {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
+class TinyImageModelTester(TinyModelTester):
+    """The same for images: 16x16 RGB in 4x4 patches, so 1 + 16 positions."""
+
+    image_size, patch_size, num_channels = 16, 4, 3
+    seq_length = 1 + (image_size // patch_size) ** 2
+
+    def prepare_config_and_inputs_for_common(self):
+        pixel_values = floats_tensor([self.batch_size, self.num_channels, self.image_size, self.image_size])
+        return self.get_config(), {"pixel_values": pixel_values}
+
+
 class CustomTransformerTesterBase(ModelTesterMixin):
     """The mixin over the heads that fit one preset; a subclass names the preset."""
 
     preset: str
+    model_tester_class = TinyModelTester
     # Our config file has no copyright year from 2023 on, which is how the mixin picks the models it holds to
     # "every weight initialised by _init_weights"; ours are held to it.
     test_can_init_all_missing_weights_before_2023 = True
@@ -49,10 +62,10 @@ class CustomTransformerTesterBase(ModelTesterMixin):
         cls.all_model_classes = tuple(heads_for(cls.preset).values())
 
     def setUp(self):
-        self.model_tester = TinyModelTester(self.preset)
+        self.model_tester = self.model_tester_class(self.preset)
         position_embedding_type = self.model_tester.get_config().position_embedding_type
-        if self._testMethodName.startswith("test_model_rope_scaling") and position_embedding_type != "rope":
-            self.skipTest(f"the {self.preset} preset has {position_embedding_type} positions, no rotary ones to scale")
+        if self._testMethodName.startswith("test_model_rope") and position_embedding_type != "rope":
+            self.skipTest(f"the {self.preset} preset has {position_embedding_type} positions, no rotary ones")
         for auto_name, model_class in heads_for(self.preset).items():
             # The Auto class's lazy mapping holds the very `MODEL_..._MAPPING_NAMES` dict that the mixin reads.
             mapping = getattr(transformers, auto_name)._model_mapping._model_mapping
@@ -78,3 +91,29 @@ class BertPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
 
 class VaswaniPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     preset = "vaswani"
+
+
+class ViTPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
+    preset = "vit"
+    model_tester_class = TinyImageModelTester
+    test_resize_embeddings = False  # a patch projection has no vocabulary to resize (as ViT's own test)
+
+    def test_inputs_embeds(self):
+        """The mixin's version embeds `input_ids`; for images, the embedded patches stand in for `pixel_values`."""
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        model = transformers.AutoModel.from_config(config).eval()
+        with torch.no_grad():
+            embedded = model.get_input_embeddings()(inputs["pixel_values"])
+            torch.testing.assert_close(model(inputs_embeds=embedded)[0], model(**inputs)[0])
+
+    def test_model_get_set_embeddings(self):
+        """The mixin's version expects an `nn.Embedding`; an image model's input embedding is its patch front-end."""
+        config, _ = self.model_tester.prepare_config_and_inputs_for_common()
+        for model_class in self.all_model_classes:
+            model = model_class(config)
+            self.assertIs(model.get_input_embeddings(), model.base_model.embed_patches)
+            self.assertIsNone(model.get_output_embeddings())
+
+    def test_inputs_embeds_matches_input_ids(self):
+        """Covered by `test_inputs_embeds` above: images have no ids."""
+        self.test_inputs_embeds()

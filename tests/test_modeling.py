@@ -3,12 +3,23 @@
 import pytest
 import torch
 import transformers
-from helpers.models import DECODER_PRESETS, PRESET_NAMES, build, heads_for, make_inputs, outputs_of, tiny_config
+from helpers.models import (
+    DECODER_PRESETS,
+    PRESET_NAMES,
+    TEXT_PRESETS,
+    build,
+    heads_for,
+    inputs_for,
+    make_inputs,
+    outputs_of,
+    tiny_config,
+)
 from torch.testing import assert_close
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from custom_transformer import (
     CustomTransformerForCausalLM,
+    CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForQuestionAnswering,
     CustomTransformerForSequenceClassification,
@@ -25,23 +36,29 @@ HEAD_CASES = [(preset, auto) for preset in PRESET_NAMES for auto in heads_for(pr
 @pytest.mark.parametrize(("preset", "auto_name"), HEAD_CASES)
 def test_every_head_runs_and_returns_the_expected_shape(preset, auto_name):
     model = build(heads_for(preset)[auto_name], preset, num_labels=3)
-    input_ids, attention_mask = make_inputs()
-    logits = outputs_of(model, input_ids=input_ids, attention_mask=attention_mask)
-    expected_last_dim = {
-        "AutoModel": 32,
-        "AutoModelForCausalLM": 99,
-        "AutoModelForMaskedLM": 99,
-        "AutoModelForTokenClassification": 3,
+    logits = outputs_of(model, **inputs_for(preset))
+    positions = 7 if "input_ids" in inputs_for(preset) else 1 + 16  # 7 tokens, or [CLS] and 4x4 patches
+    expected = {
+        "AutoModel": (2, positions, 32),
+        "AutoModelForCausalLM": (2, positions, 99),
+        "AutoModelForMaskedLM": (2, positions, 99),
+        "AutoModelForTokenClassification": (2, positions, 3),
+        "AutoModelForSequenceClassification": (2, 3),
+        "AutoModelForQuestionAnswering": (2, positions),
+        "AutoModelForImageClassification": (2, 3),
     }
-    if auto_name == "AutoModelForSequenceClassification":
-        assert logits.shape == (2, 3)
-    elif auto_name == "AutoModelForQuestionAnswering":
-        assert logits.shape == (2, 7)
-    else:
-        assert logits.shape == (2, 7, expected_last_dim[auto_name])
+    assert logits.shape == expected[auto_name]
 
 
-@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_each_head_reads_its_main_input_by_the_name_pipelines_and_trainer_pass():
+    assert build(CustomTransformerModel, "llama").main_input_name == "input_ids"
+    assert build(CustomTransformerModel, "vit").main_input_name == "pixel_values"
+    assert build(CustomTransformerModel, "vit").input_modalities == "image"
+    assert build(CustomTransformerForImageClassification, "vit").main_input_name == "pixel_values"
+    assert build(CustomTransformerForCausalLM, "llama").main_input_name == "input_ids"
+
+
+@pytest.mark.parametrize("preset", TEXT_PRESETS)
 def test_padding_does_not_change_the_outputs_of_real_tokens(preset):
     model = build(CustomTransformerModel, preset)
     input_ids, attention_mask = make_inputs(left_padding=preset in DECODER_PRESETS)
@@ -82,6 +99,10 @@ def test_causal_lm_refuses_a_bidirectional_config():
 
 
 @pytest.mark.parametrize(
+    ("model_class", "preset"),
+    [(CustomTransformerForSequenceClassification, "bert"), (CustomTransformerForImageClassification, "vit")],
+)
+@pytest.mark.parametrize(
     ("problem_type", "num_labels", "labels"),
     [
         ("regression", 1, torch.tensor([0.5, -1.0])),
@@ -89,10 +110,9 @@ def test_causal_lm_refuses_a_bidirectional_config():
         ("multi_label_classification", 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])),
     ],
 )
-def test_sequence_classification_loss_follows_problem_type(problem_type, num_labels, labels):
-    model = build(CustomTransformerForSequenceClassification, "bert", num_labels=num_labels, problem_type=problem_type)
-    input_ids, attention_mask = make_inputs()
-    out = model(input_ids, attention_mask=attention_mask, labels=labels)
+def test_classification_loss_follows_problem_type(model_class, preset, problem_type, num_labels, labels):
+    model = build(model_class, preset, num_labels=num_labels, problem_type=problem_type)
+    out = model(**inputs_for(preset), labels=labels)
     expected = {
         "regression": lambda: torch.nn.functional.mse_loss(out.logits.squeeze(-1), labels),
         "single_label_classification": lambda: torch.nn.functional.cross_entropy(out.logits, labels),
@@ -142,24 +162,27 @@ def test_question_answering_loss_is_the_mean_of_start_and_end_cross_entropy():
 @pytest.mark.parametrize(("preset", "auto_name"), HEAD_CASES)
 def test_every_head_round_trips_through_save_and_auto_from_pretrained(tmp_path, preset, auto_name):
     model = build(heads_for(preset)[auto_name], preset, num_labels=3)
-    input_ids, attention_mask = make_inputs()
     model.save_pretrained(tmp_path)
     reloaded = getattr(transformers, auto_name).from_pretrained(tmp_path).eval()
     assert type(reloaded) is type(model)
-    assert_close(
-        outputs_of(reloaded, input_ids=input_ids, attention_mask=attention_mask),
-        outputs_of(model, input_ids=input_ids, attention_mask=attention_mask),
-    )
+    assert_close(outputs_of(reloaded, **inputs_for(preset)), outputs_of(model, **inputs_for(preset)))
+
+
+TEXT_HEADS = {"AutoModelForSequenceClassification", "AutoModelForTokenClassification", "AutoModelForQuestionAnswering"}
 
 
 @pytest.mark.parametrize(
-    ("preset", "expected_lm"), [("llama", "AutoModelForCausalLM"), ("bert", "AutoModelForMaskedLM")]
+    ("preset", "saved", "expected"),
+    [
+        ("llama", CustomTransformerForSequenceClassification, {"AutoModel", "AutoModelForCausalLM", *TEXT_HEADS}),
+        ("bert", CustomTransformerForSequenceClassification, {"AutoModel", "AutoModelForMaskedLM", *TEXT_HEADS}),
+        ("vit", CustomTransformerModel, {"AutoModel", "AutoModelForImageClassification"}),
+    ],
 )
-def test_auto_map_names_every_applicable_head_whichever_head_is_saved(tmp_path, preset, expected_lm):
-    build(CustomTransformerForSequenceClassification, preset).save_pretrained(tmp_path)
+def test_auto_map_names_every_applicable_head_whichever_head_is_saved(tmp_path, preset, saved, expected):
+    build(saved, preset).save_pretrained(tmp_path)
     config = AutoModel.from_pretrained(tmp_path).config
-    lm_heads = {"AutoModelForCausalLM", "AutoModelForMaskedLM"}
-    assert set(config.auto_map) == {"AutoConfig", *(AUTO_CLASSES.keys() - lm_heads), expected_lm}
+    assert set(config.auto_map) == {"AutoConfig", *expected}
     assert config.auto_map["AutoConfig"] == "configuration_custom_transformer.CustomTransformerConfig"
     assert {p.name for p in tmp_path.glob("*.py")} == {
         "checkpoint_io.py",
@@ -259,17 +282,17 @@ def test_greedy_generation_is_the_same_with_and_without_the_kv_cache(preset):
     assert torch.equal(cached, static)
 
 
-def test_each_head_declares_the_stacks_it_fits_and_the_auto_class_that_loads_it():
-    fits = {head.auto_class: head.stacks for head in AUTO_CLASSES.values()}
+def test_each_head_declares_the_stacks_and_inputs_it_fits_and_the_auto_class_that_loads_it():
+    fits = {head.auto_class: (head.stacks, head.input_kinds) for head in AUTO_CLASSES.values()}
     assert fits == {
-        "AutoModel": ("encoder", "decoder"),
-        "AutoModelForCausalLM": ("decoder",),
-        "AutoModelForMaskedLM": ("encoder",),
-        "AutoModelForSequenceClassification": ("encoder", "decoder"),
-        "AutoModelForTokenClassification": ("encoder", "decoder"),
-        "AutoModelForQuestionAnswering": ("encoder", "decoder"),
+        "AutoModel": (("encoder", "decoder"), ("tokens", "patches")),
+        "AutoModelForCausalLM": (("decoder",), ("tokens",)),
+        "AutoModelForMaskedLM": (("encoder",), ("tokens",)),
+        "AutoModelForSequenceClassification": (("encoder", "decoder"), ("tokens",)),
+        "AutoModelForTokenClassification": (("encoder", "decoder"), ("tokens",)),
+        "AutoModelForQuestionAnswering": (("encoder", "decoder"), ("tokens",)),
+        "AutoModelForImageClassification": (("encoder",), ("patches",)),
     }
-    assert all(head.input_kinds == ("tokens",) for head in AUTO_CLASSES.values())
 
 
 def test_only_the_causal_lm_can_generate():

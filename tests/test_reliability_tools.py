@@ -249,7 +249,7 @@ def converted(tmp_path) -> tuple[Path, dict[str, bytes]]:
     return tmp_path / "out", files_of(tmp_path / "out")
 
 
-@pytest.mark.parametrize("point", ["custom_transformer.convert._save_tokenizer", "before the swap"])
+@pytest.mark.parametrize("point", ["custom_transformer.convert._save_processors", "before the swap"])
 def test_a_conversion_killed_before_the_swap_leaves_the_previous_conversion(tmp_path, converted, point):
     out, before = converted
     second = gpt2_checkpoint(tmp_path / "second", seed=1)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import transformers
 from helpers.contract_checkpoints import run_contract
-from helpers.models import heads_for, make_inputs, outputs_of, tiny_config
+from helpers.models import PRESET_NAMES, heads_for, inputs_for, outputs_of, tiny_config
 from helpers.transformers_releases import python_env, release_site
 
 import custom_transformer
@@ -31,23 +31,23 @@ OLDER_TRANSFORMERS = [
 def saved_checkpoints(tmp_path_factory) -> Path:
     """One checkpoint per (preset, head), plus the outputs each model gave before saving."""
     root = tmp_path_factory.mktemp("checkpoints")
-    input_ids, attention_mask = make_inputs()
-    cases = {"inputs": {"input_ids": input_ids, "attention_mask": attention_mask}, "checkpoints": {}}
-    for preset in ("llama", "gpt2", "bert", "vaswani"):
-        heads = heads_for(preset)
+    cases = {"checkpoints": {}}
+    for preset in PRESET_NAMES:
+        heads, inputs = heads_for(preset), inputs_for(preset)
         for auto_name, model_class in heads.items():
             torch.manual_seed(0)
             model = model_class(tiny_config(preset, num_labels=3)).eval()
             folder = root / f"{preset}-{auto_name}"
             model.save_pretrained(folder)
             with torch.no_grad():
-                expected = outputs_of(model, input_ids=input_ids, attention_mask=attention_mask)
+                expected = outputs_of(model, **inputs)
             # The first head's checkpoint is also loaded under every other applicable Auto class.
             auto_classes = list(heads) if auto_name == "AutoModel" else [auto_name]
             cases["checkpoints"][folder.name] = {
                 "folder": str(folder),
                 "auto_classes": auto_classes,
                 "compare_with": auto_name,
+                "inputs": inputs,
                 "expected": expected,
             }
     cases["refuse_without_trust"] = str(root / "llama-AutoModel")
@@ -63,7 +63,8 @@ def load_in_fresh_process(version: str | None, checkpoints: Path, tmp_path: Path
 
 def assert_every_head_loads_with_the_same_outputs(results: dict):
     loads = results["loads"]
-    assert len(loads) == 4 * 5 + 4 * 4  # per preset: the AutoModel checkpoint under its 5 heads, 4 others once
+    # Per preset: the AutoModel checkpoint under each of its heads' Auto classes, the other heads' once each.
+    assert len(loads) == sum(2 * len(heads_for(preset)) - 1 for preset in PRESET_NAMES)
     for key, entry in loads.items():
         assert "error" not in entry, f"{key}: {entry['error']}"
         assert entry["module"].startswith("transformers_modules."), key  # the checkpoint's copy of the code

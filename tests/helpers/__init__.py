@@ -6,9 +6,9 @@ each other or `conftest.py`; `conftest.py` keeps only fixtures and hooks and imp
 
 Imported by the tests:
 
-- `models`: tiny configs of every preset (`TINY`, `tiny_config`, `PRESET_NAMES`, `DECODER_PRESETS`), the
-  heads a preset has (`heads_for`), seeded tiny models and inputs (`build`, `make_inputs`, `outputs_of`),
-  and tiny transformers Llama / GPT-2 / BERT configs (`tiny_reference_config`).
+- `models`: tiny configs of every preset (`TINY`, `tiny_config`, `PRESET_NAMES`, `TEXT_PRESETS`, `IMAGE_PRESETS`,
+  `DECODER_PRESETS`), the heads a preset has (`heads_for`), seeded tiny models and inputs (`build`, `make_inputs`,
+  `make_pixels`, `inputs_for`, `outputs_of`), and tiny configs of the reference families (`tiny_reference_config`).
 - `training_data`: synthetic text, classification and tagging data, a tiny tokenizer and base checkpoint,
   and the Trainer flags (`FAST`) the tests of the `training` scripts share.
 - `tiny_run`: a real, tiny `training.finetune` run, for the model-card and hub tests.

@@ -40,6 +40,7 @@ def contract_models() -> dict:
     from custom_transformer import (
         CustomTransformerConfig,
         CustomTransformerForCausalLM,
+        CustomTransformerForImageClassification,
         CustomTransformerForMaskedLM,
         CustomTransformerModel,
     )
@@ -59,6 +60,11 @@ def contract_models() -> dict:
         ),
         "bert": ("AutoModelForMaskedLM", CustomTransformerForMaskedLM, tiny_config("bert", **init)),
         "vaswani": ("AutoModel", CustomTransformerModel, tiny_config("vaswani", **init)),
+        "vit": (
+            "AutoModelForImageClassification",
+            CustomTransformerForImageClassification,
+            tiny_config("vit", num_labels=3, **init),
+        ),
     }
     models = {}
     for name, (auto_name, model_class, config) in configs.items():
@@ -71,6 +77,8 @@ def save_contract_checkpoints(root: Path) -> Path:
     """Save every contract model under `root` with what it must reproduce; returns the cases file."""
     import torch
 
+    from helpers.models import make_pixels
+
     root.mkdir(parents=True, exist_ok=True)
     input_ids, attention_mask = token_batch(left_padding=False)
     prompt_ids, prompt_mask = token_batch(left_padding=True)
@@ -78,15 +86,15 @@ def save_contract_checkpoints(root: Path) -> Path:
     for name, (auto_name, model) in contract_models().items():
         folder = root / name
         model.save_pretrained(folder)
+        inputs = (
+            {"pixel_values": make_pixels(config=model.config)}
+            if model.main_input_name == "pixel_values"
+            else {"input_ids": input_ids, "attention_mask": attention_mask}
+        )
         with torch.no_grad():
-            out = model(input_ids=input_ids, attention_mask=attention_mask)
-        case = {
-            "folder": str(folder),
-            "auto_classes": [auto_name],
-            "compare_with": auto_name,
-            "inputs": {"input_ids": input_ids, "attention_mask": attention_mask},
-            "expected": out[0],
-        }
+            out = model(**inputs)
+        case = {"folder": str(folder), "auto_classes": [auto_name], "compare_with": auto_name, "inputs": inputs}
+        case["expected"] = out[0]
         if auto_name == "AutoModelForCausalLM":
             with torch.no_grad():
                 generated = model.generate(

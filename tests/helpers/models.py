@@ -9,8 +9,10 @@ from custom_transformer.modeling_custom_transformer import heads_fitting
 
 # Every preset is tested: the lists come from the presets themselves, never from a list here.
 PRESET_NAMES = tuple(PRESETS)
+TEXT_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).input_embedding == "tokens")
+IMAGE_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).input_embedding == "patches")
 DECODER_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).stack == "decoder")
-ENCODER_PRESETS = tuple(name for name in PRESETS if name not in DECODER_PRESETS)
+ENCODER_PRESETS = tuple(name for name in TEXT_PRESETS if name not in DECODER_PRESETS)
 # The families transformers has a class of, which the equivalence tests compare with.
 REFERENCE_FAMILIES = tuple(name for name, family in FAMILIES.items() if family.reference is not None)
 
@@ -30,9 +32,18 @@ TINY = {
 }
 
 
+# What each input embedding adds: images of 16x16 RGB pixels in 4x4 patches (16 patches and [CLS]), no vocabulary and
+# no grouped-query attention, which ViT does not have.
+TINY_INPUTS = {
+    "tokens": {},
+    "patches": {"image_size": 16, "patch_size": 4, "num_channels": 3, "num_key_value_heads": 4, "vocab_size": 0},
+}
+
+
 def tiny_config(preset: str = "llama", **overrides) -> CustomTransformerConfig:
-    """A 2-layer, hidden-32 config of a preset (GQA with 2 KV heads), for fast tests."""
-    return CustomTransformerConfig.from_preset(preset, **{**TINY, **overrides})
+    """A 2-layer, hidden-32 config of a preset (text: GQA with 2 KV heads; images: 16x16 pixels), for fast tests."""
+    kind = overrides.get("input_embedding", PRESETS[preset].get("input_embedding", "tokens"))
+    return CustomTransformerConfig.from_preset(preset, **{**TINY, **TINY_INPUTS.get(kind, {}), **overrides})
 
 
 def heads_for(preset: str) -> dict[str, type[PreTrainedModel]]:
@@ -55,6 +66,22 @@ def make_inputs(batch: int = 2, seq: int = 7, left_padding: bool = False) -> tup
     attention_mask[0, pad] = 0
     input_ids[0, pad] = 0
     return input_ids, attention_mask
+
+
+def make_pixels(batch: int = 2, config: CustomTransformerConfig | None = None) -> torch.Tensor:
+    """Random `pixel_values` of the tiny image size (or of `config`'s), values as an image processor leaves them."""
+    config = config or tiny_config("vit")
+    torch.manual_seed(0)
+    height, width = (config.image_size,) * 2 if isinstance(config.image_size, int) else config.image_size
+    return torch.randn(batch, config.num_channels, height, width)
+
+
+def inputs_for(preset: str, **options) -> dict[str, torch.Tensor]:
+    """A batch any head of the preset reads: token ids with a padded row, or images."""
+    if tiny_config(preset).input_embedding == "patches":
+        return {"pixel_values": make_pixels()}
+    input_ids, attention_mask = make_inputs(**options)
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def outputs_of(model: PreTrainedModel, **inputs) -> torch.Tensor:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -26,10 +27,11 @@ from helpers.models import tiny_config
 from helpers.side_packages import TORCHAO_SITE
 from helpers.transformers_releases import index_marks, latest_patch_of_each_minor, release_env
 from helpers.word_tokenizer import WORDS, save_with_tokenizer, word_tokenizer
-from transformers import AutoModel, AutoModelForCausalLM, LlamaForCausalLM
+from transformers import AutoModel, AutoModelForCausalLM, LlamaForCausalLM, ViTImageProcessorPil
 
 from custom_transformer import (
     CustomTransformerForCausalLM,
+    CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForSequenceClassification,
     CustomTransformerForTokenClassification,
@@ -91,6 +93,9 @@ CASES = {
     "cpu_budget": "30KB",  # room for the embeddings: the layers, the final norm and the head go to disk
     "max_shard_size": "20KB",
 }
+# Three 20x24 RGB images: the processor resizes them to the model's 16x16.
+IMAGES = np.random.default_rng(0).integers(0, 256, (3, 20, 24, 3), dtype=np.uint8).tolist()
+ANIMALS = {0: "cat", 1: "dog", 2: "owl"}
 GREEDY = {"do_sample": False, "max_new_tokens": MAX_NEW_TOKENS, "min_new_tokens": MAX_NEW_TOKENS}
 # One prompt, stopping at eos (the runner's prompt lookup and assisted generation cannot take min_new_tokens on 5.0).
 UP_TO = {"do_sample": False, "max_new_tokens": MAX_NEW_TOKENS}
@@ -120,6 +125,10 @@ def built(tmp_path_factory) -> dict:
     tagger = CustomTransformerForTokenClassification(
         tiny_config("llama", vocab_size=len(WORDS), id2label=tags, label2id={v: k for k, v in tags.items()}, **INIT)
     ).eval()
+    torch.manual_seed(5)
+    image_classifier = CustomTransformerForImageClassification(
+        tiny_config("vit", id2label=ANIMALS, label2id={v: k for k, v in ANIMALS.items()}, **INIT)
+    ).eval()
     cases = {
         **CASES,
         "causal": save_with_tokenizer(causal, root / "causal"),
@@ -131,6 +140,9 @@ def built(tmp_path_factory) -> dict:
             name: {"adapter": str(root / name / "adapter"), "merged": str(root / name / "merged")} for name in LORA
         },
         "llama": str(root / "llama"),  # the causal checkpoint as transformers' own LlamaForCausalLM
+        "image_classifier": save_with_image_processor(image_classifier, root / "image_classifier"),
+        "images": IMAGES,
+        "image_lora": str(root / "image-lora"),
     }
     llama = convert(cases["causal"], cases["llama"], to_family="llama").eval()
     expected = {
@@ -139,6 +151,7 @@ def built(tmp_path_factory) -> dict:
         "lora": {name: train_lora(cases, name) for name in LORA},
         "bfloat16": bfloat16_runs(cases["causal"], cases["llama"]),
         "pipelines": pipeline_outputs(cases, causal, classifier, masked, tagger),
+        "images": image_outputs(cases, image_classifier),
         **generations(causal, llama),
     }
     return {"cases": cases, "expected": expected, "workdir": root / "runs"}
@@ -245,6 +258,56 @@ def pipeline_outputs(cases: dict, causal, classifier, masked, tagger) -> dict:
             (word, tagger.config.id2label[i], score)
             for word, i, score in zip(words, tags.indices.tolist(), tags.values.tolist())
         ],
+    }
+
+
+def save_with_image_processor(model, folder: Path) -> str:
+    """The checkpoint with transformers' own ViT image processor (PIL backend): 16x16, pixels scaled to [-1, 1]."""
+    model.save_pretrained(folder)
+    ViTImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
+        folder
+    )
+    return str(folder)
+
+
+def image_outputs(cases: dict, model) -> dict:
+    """What the image rows must give: the processor's pixels, the model's logits and answers, its backbone's
+    features, its bf16 logits, and a LoRA adapter trained here (attention queries and values, the classifier)."""
+    import peft
+    from PIL import Image
+
+    images = [Image.fromarray(np.array(image, dtype=np.uint8)) for image in IMAGES]
+    pixels = ViTImageProcessorPil.from_pretrained(cases["image_classifier"])(images, return_tensors="pt")[
+        "pixel_values"
+    ]
+    with torch.no_grad():
+        logits = model(pixels).logits
+        features = AutoModel.from_pretrained(cases["image_classifier"]).eval()(pixel_values=pixels[:1])
+        bf16 = CustomTransformerForImageClassification.from_pretrained(cases["image_classifier"], dtype=torch.bfloat16)
+        bf16_logits = bf16.eval()(pixels.to(torch.bfloat16)).logits.float()
+    top = logits.softmax(-1).topk(3)
+    adapted = peft.get_peft_model(
+        CustomTransformerForImageClassification.from_pretrained(cases["image_classifier"]),
+        peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["score"]),
+    )
+    optimizer = torch.optim.AdamW([p for p in adapted.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        adapted(pixel_values=pixels, labels=torch.tensor([0, 1, 2])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    adapted.eval().save_pretrained(cases["image_lora"])
+    with torch.no_grad():
+        adapted_logits = adapted(pixel_values=pixels).logits
+    return {
+        "pixel_values": pixels,
+        "logits": logits,
+        "classification": [
+            [(ANIMALS[i], score) for i, score in zip(indices, scores)]
+            for indices, scores in zip(top.indices.tolist(), top.values.tolist())
+        ],
+        "features": features.last_hidden_state,
+        "bfloat16": bf16_logits,
+        "lora": adapted_logits,
     }
 
 
@@ -530,6 +593,72 @@ def test_streamers_yield_the_text_of_the_greedy_tokens(built, rows, release):
     assert len(got["iterator_streamer"]) > MAX_NEW_TOKENS // 2  # streamed in pieces, not at the end
     assert "".join(got["iterator_streamer"]) == text
     assert got["text_streamer"] == text + "\n"
+
+
+# --- images --------------------------------------------------------------------------------------------------------
+
+
+def test_image_classification_pipeline_answers_with_transformers_own_image_processor(built, rows, release):
+    got, expected = row(rows, "image_pipelines"), built["expected"]["images"]
+    assert got["processor_class"] in ("ViTImageProcessor", "ViTImageProcessorPil")  # transformers' own: no remote code
+    assert got["classifier_module"].startswith("transformers_modules.")
+    assert max_diff(got["pixel_values"], expected["pixel_values"]) <= 1e-6
+    assert [[label for label, _ in image] for image in got["classification"]] == [
+        [label for label, _ in image] for image in expected["classification"]
+    ]
+    diff = max(
+        abs(a - b) for x, y in zip(got["classification"], expected["classification"]) for (_, a), (_, b) in zip(x, y)
+    )
+    report(release, "image-classification", max_abs_score_diff=diff, processor=got["processor_class"])
+    assert diff <= 1e-6
+
+
+def test_image_feature_extraction_pipeline_gives_the_backbones_hidden_states(built, rows, release):
+    got = row(rows, "image_pipelines")
+    diff = max_diff(got["features"], built["expected"]["images"]["features"])
+    report(release, "image-feature-extraction", max_abs_diff=diff)
+    assert got["features_model_class"] == "CustomTransformerModel" and diff <= 1e-6
+
+
+def test_an_image_lora_adapter_loads_on_the_remote_code_base_with_the_peft_models_logits(built, rows, release):
+    expected = built["expected"]["images"]
+    diff = max_diff(row(rows, "image_peft")["logits"], expected["lora"])
+    report(release, "image peft", adapter=diff)
+    assert diff <= 1e-5
+    assert max_diff(expected["lora"], expected["logits"]) > 1e-3  # the adapter was trained
+
+
+def test_an_image_classifier_loads_in_bfloat16_with_the_logits_of_the_model_in_bfloat16(built, rows, release):
+    got, expected = row(rows, "image_bfloat16"), built["expected"]["images"]
+    error = relative_error(got["logits"], expected["logits"])
+    report(release, "image bf16", relative_error_vs_fp32=error)
+    assert got["dtypes"] == ["torch.bfloat16"]
+    assert max_diff(got["logits"], expected["bfloat16"]) == 0.0
+    assert 0.0 < error < 0.05
+
+
+def test_an_image_classifier_quantizes_to_torchao_int8_within_five_percent_and_reloads_identically(
+    built, rows, release
+):
+    got = row(rows, "image_int8")
+    error = relative_error(got["quantized"], built["expected"]["images"]["logits"])
+    report(release, "image torchao int8", relative_error=error)
+    assert got["weight_type"] == "Int8Tensor"
+    assert 1e-4 < error < 0.05
+    assert got["reloaded"] == got["quantized"]
+
+
+def test_an_image_classifier_exports_to_onnx_with_a_dynamic_batch(built, rows, release):
+    got, expected = row(rows, "image_onnx"), built["expected"]["images"]["logits"]
+    diffs = {"all": max_diff(got["all"], expected), "first": max_diff(got["first"], expected[:1])}
+    report(release, "image onnx", **diffs)
+    assert max(diffs.values()) <= 1e-5
+
+
+def test_an_image_classifier_compiles_fullgraph_with_the_models_logits(built, rows, release):
+    diff = max_diff(row(rows, "image_compile")["compiled"], built["expected"]["images"]["logits"])
+    report(release, "image compile", max_abs_diff=diff)
+    assert diff <= 1e-5
 
 
 # --- tensor parallel: two processes ------------------------------------------------------------------------------

@@ -36,7 +36,14 @@ TINY = {
 # no grouped-query attention, which ViT does not have.
 TINY_INPUTS = {
     "tokens": {},
-    "patches": {"image_size": 16, "patch_size": 4, "num_channels": 3, "num_key_value_heads": 4, "vocab_size": 0},
+    "patches": {
+        "image_size": 16,
+        "patch_size": 4,
+        "num_channels": 3,
+        "num_key_value_heads": 4,
+        "vocab_size": 0,
+        **dict.fromkeys(("pad_token_id", "bos_token_id", "eos_token_id")),
+    },
 }
 
 

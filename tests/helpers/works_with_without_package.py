@@ -23,7 +23,13 @@ import transformers
 # Before any checkpoint loads: `import custom_transformer` fails from here on (the project's one blocker).
 runpy.run_path(str(Path(__file__).resolve().parents[2] / "training" / "without_package.py"))
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoModelForImageClassification,
+    AutoTokenizer,
+    pipeline,
+)
 
 
 def load(folder: str, **kwargs):
@@ -270,6 +276,121 @@ def continuous_batching(cases: dict, batch: dict) -> dict:
     return {**generated, "cpu_total_memory_seen": total_memory}
 
 
+# --- images: the image classifier checkpoint, with transformers' own image processor -------------------------------
+
+
+def pictures(cases: dict) -> list:
+    """The test's images (uint8 height x width x RGB lists) as PIL images, as a user passes them."""
+    import numpy as np
+    from PIL import Image
+
+    return [Image.fromarray(np.array(image, dtype=np.uint8)) for image in cases["images"]]
+
+
+def load_image_classifier(folder: str, **kwargs):
+    return AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True, **kwargs).eval()
+
+
+def image_logits(model, pixel_values: torch.Tensor) -> list:
+    with torch.no_grad():
+        return model(pixel_values=pixel_values.to(model.dtype)).logits.float().tolist()
+
+
+def image_pixels(cases: dict) -> torch.Tensor:
+    return AutoImageProcessor.from_pretrained(cases["image_classifier"])(pictures(cases), return_tensors="pt")[
+        "pixel_values"
+    ]
+
+
+def image_pipelines(cases: dict, batch: dict) -> dict:
+    """`image-classification` and `image-feature-extraction` with the processor the folder names (no remote code)."""
+    folder = cases["image_classifier"]
+    processor = AutoImageProcessor.from_pretrained(folder)
+    classify = pipeline("image-classification", model=folder, trust_remote_code=True)
+    features = pipeline("image-feature-extraction", model=folder, trust_remote_code=True)
+    answers = classify(pictures(cases), top_k=3)
+    return {
+        "processor_class": type(processor).__name__,
+        "pixel_values": image_pixels(cases).tolist(),
+        "classification": [[(answer["label"], float(answer["score"])) for answer in image] for image in answers],
+        "classifier_module": type(classify.model).__module__,
+        "features": features(pictures(cases)[0]),
+        "features_model_class": type(features.model).__name__,
+    }
+
+
+def image_peft(cases: dict, batch: dict) -> dict:
+    """The image LoRA adapter (attention projections, the classifier fully trained) on the remote-code base."""
+    import peft
+
+    adapted = peft.PeftModel.from_pretrained(load_image_classifier(cases["image_classifier"]), cases["image_lora"])
+    return {"logits": image_logits(adapted.eval(), image_pixels(cases))}
+
+
+def image_bfloat16(cases: dict, batch: dict) -> dict:
+    model = load_image_classifier(cases["image_classifier"], dtype=torch.bfloat16)
+    return {
+        "dtypes": sorted({str(parameter.dtype) for parameter in model.parameters()}),
+        "logits": image_logits(model, image_pixels(cases)),
+    }
+
+
+def image_int8(cases: dict, batch: dict) -> dict:
+    from torchao.quantization import Int8WeightOnlyConfig
+    from transformers import TorchAoConfig
+
+    config = TorchAoConfig(Int8WeightOnlyConfig())
+    quantized = load_image_classifier(cases["image_classifier"], quantization_config=config)
+    folder = Path(cases["scratch"]) / "image-int8"
+    quantized.save_pretrained(folder)
+    return {
+        "quantized": image_logits(quantized, image_pixels(cases)),
+        "reloaded": image_logits(load_image_classifier(str(folder)), image_pixels(cases)),
+        "weight_type": type(quantized.model.layers[0].self_attn.q_proj.weight).__name__,
+    }
+
+
+class ImageLogitsOnly(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values).logits
+
+
+def image_onnx(cases: dict, batch: dict) -> dict:
+    """`torch.onnx.export(dynamo=True)` with a dynamic batch, run in onnxruntime on one image and on all."""
+    import onnxruntime
+
+    pixels = image_pixels(cases)
+    path = Path(cases["scratch"]) / "image-onnx" / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        ImageLogitsOnly(load_image_classifier(cases["image_classifier"])),
+        (pixels,),
+        str(path),
+        dynamo=True,
+        input_names=["pixel_values"],
+        output_names=["logits"],
+        dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return {
+        "all": session.run(["logits"], {"pixel_values": pixels.numpy()})[0].tolist(),
+        "first": session.run(["logits"], {"pixel_values": pixels[:1].numpy()})[0].tolist(),
+    }
+
+
+def image_compile(cases: dict, batch: dict) -> dict:
+    """The forward traced whole by dynamo (`fullgraph=True`; backend "eager": dynamo alone finds graph breaks)."""
+    model = load_image_classifier(cases["image_classifier"])
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda pixels: model(pixel_values=pixels).logits, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        return {"compiled": compiled(image_pixels(cases)).tolist()}
+
+
 ROWS = {
     "pipelines": pipelines,
     "peft": peft_lora,
@@ -283,6 +404,12 @@ ROWS = {
     "compiled_decode": compiled_decode,
     "serving_backends": serving_backends,
     "continuous_batching": continuous_batching,
+    "image_pipelines": image_pipelines,
+    "image_peft": image_peft,
+    "image_bfloat16": image_bfloat16,
+    "image_int8": image_int8,
+    "image_onnx": image_onnx,
+    "image_compile": image_compile,
 }
 
 

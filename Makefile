@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install compat works-with lock
+.PHONY: demo demo-images test lint install compat works-with lock
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 
 demo: install
 	$(PY) -m training.demo
+
+# The image path on Fashion-MNIST, fetched from Debian (apt-get download) into ~/.cache/custom_transformer/debian
+demo-images: install
+	$(PY) -m training.image_demo
 
 test: install
 	$(PY) tests/helpers/transformers_test_suite.py

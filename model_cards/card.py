@@ -42,11 +42,6 @@ METRIC_NAMES = {
     "loss": "Loss",
     "perplexity": "Perplexity",
 }
-BASELINE_NAMES = {
-    "majority_class": "Majority class",
-    "tfidf_logreg": "TF-IDF + logistic regression",
-    "sliding_window": "Sliding window (Rajpurkar et al. 2016)",
-}
 LOWER_IS_BETTER = ("loss", "perplexity", "error")
 # What the card says for checkpoints saved before config.json carried `code_version` (custom_transformer 0.2.0).
 CODE_VERSION_UNKNOWN = "unknown (saved before 0.2.0)"
@@ -144,8 +139,9 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric.replace("_", " ").capitalize())
 
 
-def baseline_name(name: str) -> str:
-    return BASELINE_NAMES.get(name, name.replace("_", " ").capitalize())
+def baseline_name(run: Run, name: str) -> str:
+    """The task row's name for a baseline (training/tasks/), else the key made readable."""
+    return run.task_record.baselines.get(name, name.replace("_", " ").capitalize())
 
 
 # -- body: the template's variables ------------------------------------------------------------------------------
@@ -190,7 +186,7 @@ def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -
         "eval_split": run.eval_split,
         "eval_examples": run.eval_examples,
         "metric_names": {metric: metric_name(metric) for metric in run.metrics},
-        "baseline_names": {baseline: baseline_name(baseline) for baseline in run.baselines},
+        "baseline_names": {baseline: baseline_name(run, baseline) for baseline in run.baselines},
         "result_rows": result_rows(run),
         "comparisons": baseline_comparisons(run),
     }
@@ -215,7 +211,7 @@ def result_rows(run: Run) -> list[tuple[str, ...]]:
     """The results table: this model (in bold), then each baseline, one column per metric (n/a where unscored)."""
     rows = [("**this model**", *(f"**{value:.4f}**" for value in run.metrics.values()))]
     for name, values in run.baselines.items():
-        rows.append((baseline_name(name), *(f"{values[m]:.4f}" if m in values else "n/a" for m in run.metrics)))
+        rows.append((baseline_name(run, name), *(f"{values[m]:.4f}" if m in values else "n/a" for m in run.metrics)))
     return rows
 
 

@@ -21,11 +21,17 @@ def test_each_task_is_keyed_by_its_pipeline_tag_and_names_a_registered_head_and_
 
 
 def test_fine_tuning_tasks_name_their_columns_and_code_with_everything_the_script_calls():
-    assert list(FINE_TUNING_TASKS) == ["text-classification", "token-classification", "question-answering"]
+    assert list(FINE_TUNING_TASKS) == [
+        "text-classification",
+        "token-classification",
+        "question-answering",
+        "image-classification",
+    ]
     for task in FINE_TUNING_TASKS.values():
         assert len(task.columns) >= 2
-        assert all(hasattr(finetune.DataArguments(), column.argument) for column in task.columns)
+        assert all(hasattr(finetune.DataArguments(), column.argument) for column in (*task.columns, *task.options))
+        assert task.processor in finetune.PROCESSOR_LOADERS
         code = task.task_code()
         assert all(hasattr(code, name) for name in TASK_CODE), task.code
-        assert task.tokenize() is getattr(code, task.tokenizer_function)
+        assert task.preprocess() is getattr(code, task.preprocess_function)
         assert set(task.baselines) <= set(code.BASELINES)

@@ -3,6 +3,8 @@ resuming, reading the data with the checks that must fail before training starts
 the problem and the fix), and recording the run.
 """
 
+import ast
+import inspect
 import json
 import logging
 import math
@@ -27,6 +29,7 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from custom_transformer import CustomTransformerConfig
 from custom_transformer.checkpoint_io import DamagedCheckpointError, naming_damaged_weights
 
 from .run_record import RUN_INFO, DatasetRecord, InvalidRunRecord, RunRecord, portable_path
@@ -49,7 +52,10 @@ class DataFileArguments:
     """Where a script's data comes from, and what run_info.json says about it."""
 
     train_files: list[str] | None = field(
-        default=None, metadata={"help": "Training data: .txt, .json/.jsonl, .csv or .parquet files."}
+        default=None,
+        metadata={
+            "help": "Training data: .txt, .json/.jsonl, .csv or .parquet files, or image folders (one per class)."
+        },
     )
     validation_files: list[str] | None = field(default=None, metadata={"help": "Validation data, same formats."})
     test_files: list[str] | None = field(default=None, metadata={"help": "Test data, scored with --do_predict."})
@@ -255,6 +261,9 @@ def load_splits(files: dict[str, list[str] | None], dataset_dir: str | None = No
 
 
 def _load_files(split: str, paths: list[str], builder_kwargs: dict) -> datasets.Dataset:
+    folders = [path for path in paths if Path(path).is_dir()]
+    if folders:
+        return _load_image_folders(split, paths, folders)
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"{split} file {path} does not exist (current directory: {os.getcwd()}).")
@@ -281,6 +290,25 @@ def _load_files(split: str, paths: list[str], builder_kwargs: dict) -> datasets.
             f"Could not read the {split} files {paths} as {builder} data ({type(error).__name__}: {error}). "
             "Check that every file is valid and that they all share the same columns."
         ) from error
+
+
+def _load_image_folders(split: str, paths: list[str], folders: list[str]) -> datasets.Dataset:
+    """Image folders (`datasets`' imagefolder): an `image` column, and a `label` column named by the subfolders."""
+    if len(folders) != len(paths):
+        raise DataError(f"{split} files mix folders and files ({paths}): pass image folders, or data files.")
+    try:
+        dataset = load_dataset("imagefolder", data_files={split: [f"{folder}/**" for folder in folders]}, split=split)
+    except Exception as error:  # e.g. a folder without one image in it
+        raise DataError(
+            f"Could not read the {split} folders {folders} as image folders ({type(error).__name__}: {error}). "
+            "Each needs one subfolder per class, holding that class's images."
+        ) from error
+    if "label" not in dataset.column_names:
+        raise DataError(
+            f"The {split} folders {folders} hold images but no class subfolders: put each class's images in a "
+            "subfolder named after the class (train/cat/1.png, train/dog/2.png)."
+        )
+    return dataset
 
 
 def _require_utf8(split: str, path: Path):
@@ -381,6 +409,39 @@ def preset_of(model_name_or_path: str | None) -> str:
         return RunRecord.read(model_name_or_path).preset
     except InvalidRunRecord:
         return "custom"
+
+
+# -- model configs from the command line ----------------------------------------------------------------------
+
+
+def parse_overrides(text: str | None) -> dict:
+    """ "a=1,b=x" or a JSON object -> dict; values are Python literals where they parse as one."""
+    if not text:
+        return {}
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
+    overrides = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DataError(f"--config_overrides item {item!r} is not key=value (e.g. hidden_size=128).")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value.strip()
+    return overrides
+
+
+CONFIG_FIELDS = set(inspect.signature(CustomTransformerConfig.__init__).parameters) - {"self", "kwargs"}
+
+
+def config_overrides(text: str | None) -> dict:
+    """--config_overrides, refused when it names a field the config does not have."""
+    overrides = parse_overrides(text)
+    unknown = sorted(set(overrides) - CONFIG_FIELDS)
+    if unknown:
+        raise DataError(f"Unknown config field(s) in --config_overrides: {unknown}. Known: {sorted(CONFIG_FIELDS)}.")
+    return overrides
 
 
 @contextmanager

@@ -1,9 +1,12 @@
-"""Fine-tune a checkpoint for any task with code in training/tasks/ (text and token classification, extractive
-question answering), or score a fine-tuned one.
+"""Fine-tune a checkpoint, or a preset from scratch, for any task with code in training/tasks/ (text, token and
+image classification, extractive question answering), or score a fine-tuned one.
 
     python -m training.finetune --model_name_or_path out/lm --task text-classification \
         --train_files train.jsonl --validation_files validation.jsonl --test_files test.jsonl \
         --output_dir out/classifier --num_train_epochs 5 --learning_rate 5e-4 --do_train --do_eval --do_predict
+    python -m training.finetune --preset vit --config_overrides "image_size=28,patch_size=4,num_channels=1" \
+        --task image-classification --train_files images/train --test_files images/test --output_dir out/vit \
+        --do_train --do_predict
     python -m training.finetune --model_name_or_path out/classifier --test_files other.jsonl --do_predict \
         --output_dir scores
 
@@ -19,9 +22,11 @@ import time
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
-from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, Trainer, set_seed
+import transformers
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, EarlyStoppingCallback, Trainer, set_seed
 
-import custom_transformer  # noqa: F401 - registers the Auto classes, so local code loads without trust_remote_code
+from custom_transformer import PRESETS, CustomTransformerConfig  # registers the Auto classes: no remote code needed
+from custom_transformer.configuration_custom_transformer import image_pair
 
 from .common import (
     DataError,
@@ -29,6 +34,7 @@ from .common import (
     add_validation_split,
     check_disk_space,
     check_tokenizer_fits,
+    config_overrides,
     load_data,
     parse_args,
     preset_of,
@@ -49,14 +55,27 @@ from .tasks import FINE_TUNING_TASKS, Task
 logger = logging.getLogger("training")
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 TASK_DEFAULT = "task"  # --metric_for_best_model: the task's `best_metric`, known once the task is
 
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "The checkpoint folder to fine-tune or to score."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The checkpoint folder to fine-tune or to score (or --preset)."}
+    )
+    preset: str | None = field(
+        default=None, metadata={"help": f"Train from scratch: an architecture preset ({', '.join(PRESETS)})."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'With --preset: fields to change, "image_size=28,num_channels=1" or JSON.'}
+    )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Tokenizer folder; default: the one saved with the checkpoint."}
+    )
+    image_processor_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Image processor folder; default: the checkpoint's, or (--preset) one for its image size."},
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run the checkpoint's own code (needed for models of other packages)."}
@@ -83,13 +102,22 @@ class TaskDataArguments(DataFileArguments):
     baselines: bool = field(default=True, metadata={"help": "Score the task's baselines on the evaluated split."})
 
 
-# One `--<name>_column` argument per column a fine-tuning task reads (its row says which, and their defaults).
+def _task_arguments() -> dict[str, tuple[str, list[str]]]:
+    """--<name> -> (default, what it is for each task that reads it): its columns and its own options."""
+    arguments = {}
+    for task in FINE_TUNING_TASKS.values():
+        for column in (*task.columns, *task.options):
+            default, helps = arguments.setdefault(column.argument, (column.default, []))
+            helps.append(f"{task.pipeline_tag}: {column.help}")
+    return arguments
+
+
+# One `--<name>` argument per column a fine-tuning task reads and per option it has (its row says which).
 DataArguments = make_dataclass(
     "DataArguments",
     [
-        (column.argument, str, field(default=column.default, metadata={"help": f"{task.pipeline_tag}: {column.help}."}))
-        for task in FINE_TUNING_TASKS.values()
-        for column in task.columns
+        (name, str, field(default=default, metadata={"help": "; ".join(helps) + "."}))
+        for name, (default, helps) in _task_arguments().items()
     ],
     bases=(TaskDataArguments,),
 )
@@ -148,8 +176,36 @@ def check_arguments(task: Task, config, data_args: DataArguments, training_args:
         raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(task.metrics)}.")
 
 
+def check_model_source(model_args: ModelArguments):
+    """A checkpoint to start from, or a preset to start from scratch: exactly one."""
+    if (model_args.model_name_or_path is None) == (model_args.preset is None):
+        raise DataError(
+            "Give exactly one of --model_name_or_path (a checkpoint to fine-tune or score) and --preset (a new "
+            f"model from scratch: {', '.join(PRESETS)})."
+        )
+    if model_args.model_name_or_path is not None:
+        if model_args.config_overrides:
+            raise DataError("--model_name_or_path brings its own config: drop --config_overrides (or use --preset).")
+        require_model_folder(model_args.model_name_or_path)
+    elif model_args.preset not in PRESETS:
+        raise DataError(f"Unknown --preset {model_args.preset!r}. Known presets: {', '.join(PRESETS)}.")
+
+
+def load_config(model_args: ModelArguments, **head_fields):
+    """The checkpoint's config, or the preset's with --config_overrides; with the head's fields (labels)."""
+    if model_args.preset is not None:
+        return CustomTransformerConfig.from_preset(
+            model_args.preset, **config_overrides(model_args.config_overrides), **head_fields
+        )
+    return AutoConfig.from_pretrained(
+        model_args.model_name_or_path, **head_fields, trust_remote_code=model_args.trust_remote_code
+    )
+
+
 def load_model(task: Task, config, model_args: ModelArguments):
-    """The checkpoint with this task's head (a new one when `--ignore_mismatched_sizes` asks)."""
+    """The checkpoint with this task's head (a new one when `--ignore_mismatched_sizes` asks), or a new model."""
+    if model_args.preset is not None:
+        return task.auto_model().from_config(config)
     with weights_named_when_damaged(model_args.model_name_or_path):
         return task.auto_model().from_pretrained(
             model_args.model_name_or_path,
@@ -157,6 +213,50 @@ def load_model(task: Task, config, model_args: ModelArguments):
             trust_remote_code=model_args.trust_remote_code,
             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
         )
+
+
+def load_processor(task: Task, model_args: ModelArguments, config, data_args):
+    """What prepares the task's inputs (`Task.processor`), checked against the model it feeds."""
+    return PROCESSOR_LOADERS[task.processor](model_args, config, data_args)
+
+
+def load_text_tokenizer(model_args: ModelArguments, config, data_args):
+    if model_args.preset is not None and model_args.tokenizer_name_or_path is None:
+        raise DataError("--preset builds a new model without a tokenizer: pass --tokenizer_name_or_path.")
+    if model_args.preset is not None:  # a new model embeds exactly the tokenizer's vocabulary
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+        config.vocab_size, config.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+    tokenizer = load_tokenizer(model_args, config.vocab_size)
+    if data_args.max_seq_length > config.max_position_embeddings:
+        logger.warning(
+            "--max_seq_length %d exceeds the model's max_position_embeddings=%d: inputs are truncated to %d tokens.",
+            data_args.max_seq_length,
+            config.max_position_embeddings,
+            config.max_position_embeddings,
+        )
+        data_args.max_seq_length = config.max_position_embeddings
+    return tokenizer
+
+
+def load_image_processor(model_args: ModelArguments, config, data_args):
+    """The checkpoint's image processor (transformers' own class, no remote code); for a new model, or a
+    checkpoint without one, transformers' ViT processor at the model's image size, pixels scaled to [-1, 1]."""
+    source = model_args.image_processor_name_or_path or model_args.model_name_or_path
+    if source is not None and Path(source, IMAGE_PROCESSOR_FILE).is_file():
+        return AutoImageProcessor.from_pretrained(source)
+    if model_args.image_processor_name_or_path is not None:
+        raise DataError(
+            f"--image_processor_name_or_path {source} holds no {IMAGE_PROCESSOR_FILE}: pass a folder an image "
+            "processor was saved to (save_pretrained), or drop the flag to use one for the model's image size."
+        )
+    height, width = image_pair(config.image_size)
+    processor_class = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+    logger.info("No image processor saved with the model: resizing to %dx%d and scaling to [-1, 1].", height, width)
+    half = [0.5] * config.num_channels
+    return processor_class(size={"height": height, "width": width}, image_mean=half, image_std=half)
+
+
+PROCESSOR_LOADERS = {"tokenizer": load_text_tokenizer, "image_processor": load_image_processor}  # by Task.processor
 
 
 def load_tokenizer(model_args: ModelArguments, vocab_size: int):
@@ -193,10 +293,8 @@ def main(argv: list[str] | dict | None = None) -> dict:
     started = time.perf_counter()
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     setup_logging(training_args)
-    require_model_folder(model_args.model_name_or_path)
-    base_config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
-    )
+    check_model_source(model_args)
+    base_config = load_config(model_args)
     task = resolve_task(data_args, base_config)
     code = task.task_code()
     check_arguments(task, base_config, data_args, training_args)
@@ -212,44 +310,36 @@ def main(argv: list[str] | dict | None = None) -> dict:
         raise DataError(
             "Fine-tuning needs a validation split: pass --validation_files or --validation_split_percentage."
         )
-    config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, **head_fields, trust_remote_code=model_args.trust_remote_code
-    )
+    config = load_config(model_args, **head_fields)
     names = list(config.id2label.values()) if "id2label" in head_fields else None
-    tokenizer = load_tokenizer(model_args, config.vocab_size)
-    if data_args.max_seq_length > config.max_position_embeddings:
-        logger.warning(
-            "--max_seq_length %d exceeds the model's max_position_embeddings=%d: inputs are truncated to %d tokens.",
-            data_args.max_seq_length,
-            config.max_position_embeddings,
-            config.max_position_embeddings,
-        )
-        data_args.max_seq_length = config.max_position_embeddings
-    encoded = task.tokenize()(
+    processor = load_processor(task, model_args, config, data_args)
+    encoded = task.preprocess()(
         raw,
-        tokenizer,
+        processor,
         *task.column_flags(data_args),
         max_length=data_args.max_seq_length,
         training_args=training_args,
         num_proc=data_args.preprocessing_num_workers,
+        config=config,
+        data_args=data_args,
     )
     logger.info("Labels: %s; rows: %s", names, {split: len(d) for split, d in encoded.items()})
     training_args.include_for_metrics = [*training_args.include_for_metrics, *code.INCLUDE_FOR_METRICS]
 
-    set_seed(training_args.seed)  # the new head's initial weights
+    set_seed(training_args.seed)  # the new head's (or new model's) initial weights
     model = load_model(task, config, model_args)
     check_disk_space(training_args, model)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
+    if model.config.pad_token_id is None and getattr(processor, "pad_token_id", None) is not None:
+        model.config.pad_token_id = processor.pad_token_id
     patience = data_args.early_stopping_patience if training_args.do_train else 0
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=encoded.get("train"),
         eval_dataset=encoded.get("validation"),
-        processing_class=tokenizer,
-        data_collator=task.data_collator(tokenizer),
-        compute_metrics=code.compute_metrics(config, tokenizer),
+        processing_class=processor,
+        data_collator=task.data_collator(processor),
+        compute_metrics=code.compute_metrics(config, processor),
         preprocess_logits_for_metrics=code.logits_to_predictions,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)] if patience > 0 else None,
     )
@@ -258,18 +348,18 @@ def main(argv: list[str] | dict | None = None) -> dict:
     write_run_record(
         trainer,
         task=task.pipeline_tag,
-        preset=preset_of(model_args.model_name_or_path),
+        preset=model_args.preset or preset_of(model_args.model_name_or_path),
         data_args=data_args,
         split_sizes={split: len(dataset) for split, dataset in encoded.items()},
         results=results,
         started=started,
         baselines=lambda split: {
-            name: code.BASELINES[name](raw, encoded, split, data_args, config, tokenizer)
+            name: code.BASELINES[name](raw, encoded, split, data_args, config, processor)
             for name in (task.baselines if data_args.baselines else ())
         },
         labels=names,
         base_model=model_args.model_name_or_path,
-        max_seq_length=data_args.max_seq_length,
+        max_seq_length=data_args.max_seq_length if task.processor == "tokenizer" else None,
         early_stopping_patience=patience,
         best_checkpoint=Path(trainer.state.best_model_checkpoint or "").name or None,
         epochs_run=trainer.state.epoch,

@@ -1,6 +1,7 @@
 """Load saved checkpoints as someone without this repository would, and use them.
 
     python training/load_without_package.py --classifier outputs/demo/classifier --language_model outputs/demo/pretrain
+    python training/load_without_package.py --image_classifier outputs/image-demo/hub/classifier --images a.png b.png
 
 Run as a file in a fresh interpreter (the demo runs it from another directory): `import custom_transformer`
 is made to fail (training/without_package.py) before anything else is imported, so the models can only come
@@ -12,7 +13,7 @@ import sys
 
 import torch  # noqa: E402
 import without_package  # noqa: F401, I001 - first: `import custom_transformer` fails from here on
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline  # noqa: E402
 
 # Written for this demo, one in the manner of each category (none of them is in the data).
 EXAMPLES = [
@@ -48,15 +49,30 @@ def generate(folder: str, seed: int = 0):
         print("  " + text.replace("\n", "\n  ") + "\n  ---")
 
 
+def classify_images(folder: str, images: list[str]):
+    """transformers' own image processor (no remote code) and the checkpoint's model, through the pipeline."""
+    classify = pipeline("image-classification", model=folder, trust_remote_code=True)
+    print(
+        f"image classifier: {type(classify.model).__module__}.{type(classify.model).__name__}, processor "
+        f"{type(classify.image_processor).__name__}"
+    )
+    for path, (best, *_) in zip(images, classify(images)):
+        print(f"  {best['label']:>12} ({best['score']:.2f})  {path.rsplit('/', 1)[-1]}")
+
+
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", help="A sequence-classification checkpoint folder.")
     parser.add_argument("--language_model", help="A causal-LM checkpoint folder.")
+    parser.add_argument("--image_classifier", help="An image-classification checkpoint folder.")
+    parser.add_argument("--images", nargs="*", default=[], help="Pictures for --image_classifier.")
     args = parser.parse_args(argv)
     if args.classifier:
         classify(args.classifier)
     if args.language_model:
         generate(args.language_model)
+    if args.image_classifier:
+        classify_images(args.image_classifier, args.images)
     assert without_package.BLOCKED not in sys.modules, "custom_transformer was imported"
     print("custom_transformer was never imported: the checkpoints carry their own code.")
 

@@ -11,8 +11,6 @@ evaluation (perplexity = exp(loss)) and distribution (torchrun / accelerate laun
 trains ends with run_info.json (training/run_record.py), validation perplexity next to a unigram baseline.
 """
 
-import ast
-import inspect
 import json
 import logging
 import time
@@ -33,6 +31,7 @@ from .common import (
     add_validation_split,
     check_disk_space,
     check_tokenizer_fits,
+    config_overrides,
     load_data,
     parse_args,
     perplexity,
@@ -79,27 +78,6 @@ class DataArguments(DataFileArguments):
     mlm_probability: float = field(default=0.15, metadata={"help": "Masked-LM only: fraction of tokens to mask."})
 
 
-def parse_overrides(text: str | None) -> dict:
-    """ "a=1,b=x" or a JSON object -> dict; values are Python literals where they parse as one."""
-    if not text:
-        return {}
-    if text.lstrip().startswith("{"):
-        return json.loads(text)
-    overrides = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DataError(f"--config_overrides item {item!r} is not key=value (e.g. hidden_size=128).")
-        try:
-            overrides[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            overrides[key.strip()] = value.strip()
-    return overrides
-
-
-CONFIG_FIELDS = set(inspect.signature(CustomTransformerConfig.__init__).parameters) - {"self", "kwargs"}
-
-
 def build_config(model_args: ModelArguments, tokenizer) -> CustomTransformerConfig:
     """The saved model's config; or the preset or config file, with the tokenizer's vocabulary and special-token
     ids, then the overrides."""
@@ -111,10 +89,7 @@ def build_config(model_args: ModelArguments, tokenizer) -> CustomTransformerConf
         return AutoConfig.from_pretrained(model_args.model_name_or_path)
     if (model_args.preset is None) == (model_args.config_file is None):
         raise DataError("Give exactly one of --preset (e.g. llama, bert), --config_file and --model_name_or_path.")
-    overrides = parse_overrides(model_args.config_overrides)
-    unknown = sorted(set(overrides) - CONFIG_FIELDS)
-    if unknown:
-        raise DataError(f"Unknown config field(s) in --config_overrides: {unknown}. Known: {sorted(CONFIG_FIELDS)}.")
+    overrides = config_overrides(model_args.config_overrides)
     from_tokenizer = {
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,

@@ -90,6 +90,33 @@ def write_question_answering_data(folder: Path) -> dict[str, str]:
     }
 
 
+QUADRANTS = ("north-west", "north-east", "south-west", "south-east")
+
+
+def quadrant_image(quadrant: int, rng):
+    """A 16x16 RGB picture of dim noise with a bright 5x5 square somewhere in one quadrant: the class."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
+    top, left = 8 * (quadrant // 2) + rng.integers(0, 4), 8 * (quadrant % 2) + rng.integers(0, 4)
+    pixels[top : top + 5, left : left + 5] = rng.integers(180, 256, (5, 5, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def write_image_folders(folder: Path, sizes=(("train", 24), ("validation", 6), ("test", 8))) -> dict[str, str]:
+    """One image folder per split, a subfolder per class (the quadrant holding the square), PNG files."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, per_class in sizes:
+        for quadrant, name in enumerate(QUADRANTS):
+            (folder / split / name).mkdir(parents=True)
+            for index in range(per_class):
+                quadrant_image(quadrant, rng).save(folder / split / name / f"{index}.png")
+    return {split: str(folder / split) for split, _ in sizes}
+
+
 def make_tokenizer(folder: Path, vocab_size: int = 320):
     tokenizer = build_tokenizer(sentences(400, 99), vocab_size=vocab_size, min_frequency=2, model_max_length=64)
     tokenizer.save_pretrained(folder)

@@ -9,10 +9,11 @@ predictions scored and baselines run), which `training.finetune` calls; the scri
 
 The transformers classes and the task modules are named, not imported (as in transformers' own Auto mappings), so
 that reading the table needs neither torch nor `datasets`: `model_cards` writes cards without them.
-`auto_model()`, `data_collator()`, `task_code()` and `tokenize()` resolve the names when a script runs.
+`auto_model()`, `data_collator()`, `task_code()` and `preprocess()` resolve the names when a script runs.
 """
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
@@ -70,13 +71,17 @@ class Task:
     auto_class: str  # the transformers Auto class that loads the head
     collator: str  # the transformers data collator class
     metrics: tuple[str, ...]  # what run_info.json "metrics" holds for this task (besides num_rows)
-    baselines: tuple[str, ...]  # keys of the script's BASELINES, scored next to the model on the same rows
+    # The baselines scored next to the model on the same rows: a key of the task code's BASELINES -> the card's name.
+    baselines: Mapping[str, str]
     intended_use: str  # the card's "Intended use" opening; {dataset} is the dataset's name
     example_call: str  # the card's pipeline call (without a pipeline: the lines that use the model)
     labels: str | None = None  # "sequence" or "token": one label per text or per word; None for language models
     columns: tuple[Column, ...] = ()  # fine-tuning: the columns it reads, inputs first, labels last
     code: str | None = None  # fine-tuning: the module with the task's own code (labels, inputs, metrics, baselines)
-    tokenizer_function: str | None = None  # fine-tuning: the function of `code` building the model's inputs
+    # fine-tuning: the function of `code` building the model's inputs. Every one is called the same way, (splits,
+    # processor, *columns, max_length=, training_args=, num_proc=, config=, data_args=), and reads what it needs.
+    preprocess_function: str | None = None
+    options: tuple[Column, ...] = ()  # fine-tuning: more `--<name>` arguments of its own (default and help as columns)
     collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     processor: str = "tokenizer"  # the key of PROCESSORS that prepares its inputs, saved with the model
     best_metric: str = "loss"  # fine-tuning: what early stopping and the best checkpoint watch on validation
@@ -102,16 +107,18 @@ class Task:
     def auto_model(self) -> type:
         return getattr(importlib.import_module("transformers"), self.auto_class)
 
-    def data_collator(self, tokenizer, **kwargs):
+    def data_collator(self, processor, **kwargs):
+        """The collator, given the processor when it pads with one (a tokenizer), else without (images)."""
         collator_class = getattr(importlib.import_module("transformers"), self.collator)
-        return collator_class(tokenizer, **{**self.collator_kwargs, **kwargs})
+        takes_processor = "tokenizer" in inspect.signature(collator_class).parameters
+        return collator_class(*[processor] * takes_processor, **{**self.collator_kwargs, **kwargs})
 
     def task_code(self) -> ModuleType:
         """The task's own code: what `training.finetune` calls to read labels, build inputs, score and compare."""
         return importlib.import_module(self.code)
 
-    def tokenize(self) -> Callable:
-        return getattr(self.task_code(), self.tokenizer_function)
+    def preprocess(self) -> Callable:
+        return getattr(self.task_code(), self.preprocess_function)
 
     def column_flags(self, args) -> dict[str, str]:
         """{input column: the flag naming it, label column: its flag}, read from the parsed `args`."""
@@ -129,13 +136,13 @@ TASKS: dict[str, Task] = {
             "AutoModelForSequenceClassification",
             "DataCollatorWithPadding",
             CLASSIFICATION_METRICS,
-            ("majority_class", "tfidf_logreg"),
+            {"majority_class": "Majority class", "tfidf_logreg": "TF-IDF + logistic regression"},
             "Classifying texts like those of {dataset} into the labels listed above.",
             'pipe("Text to classify")',
             labels="sequence",
             columns=(Column("text_column", "text", "the text"), Column("label_column", "label", "the label")),
             code="training.tasks.classification",
-            tokenizer_function="tokenize_for_sequence_classification",
+            preprocess_function="tokenize_for_sequence_classification",
             best_metric="f1_macro",
         ),
         Task(
@@ -144,7 +151,7 @@ TASKS: dict[str, Task] = {
             "AutoModelForTokenClassification",
             "DataCollatorForTokenClassification",
             CLASSIFICATION_METRICS,
-            ("majority_class",),
+            {"majority_class": "Majority class"},
             "Tagging the tokens of texts like those of {dataset} with the labels listed above.",
             'pipe("Text to tag")',
             labels="token",
@@ -153,7 +160,7 @@ TASKS: dict[str, Task] = {
                 Column("tags_column", "tags", "one tag per word"),
             ),
             code="training.tasks.classification",
-            tokenizer_function="tokenize_for_token_classification",
+            preprocess_function="tokenize_for_token_classification",
             best_metric="f1_macro",
         ),
         Task(
@@ -162,7 +169,7 @@ TASKS: dict[str, Task] = {
             "AutoModelForQuestionAnswering",
             "DataCollatorWithPadding",
             ("loss", "exact_match", "f1"),
-            ("sliding_window",),
+            {"sliding_window": "Sliding window (Rajpurkar et al. 2016)"},
             "Answering questions about passages like those of {dataset} with a span of the passage.",
             "\n".join(
                 (
@@ -178,9 +185,33 @@ TASKS: dict[str, Task] = {
                 Column("answers_column", "answers", '{"text": [...], "answer_start": [...]} (SQuAD\'s layout)'),
             ),
             code="training.tasks.question_answering",
-            tokenizer_function="tokenize_for_question_answering",
+            preprocess_function="tokenize_for_question_answering",
             best_metric="f1",
             has_pipeline=False,
+        ),
+        Task(
+            "image-classification",
+            "Image Classification",
+            "AutoModelForImageClassification",
+            "DefaultDataCollator",
+            CLASSIFICATION_METRICS,
+            {"majority_class": "Majority class", "pixel_logreg": "Logistic regression on pixels"},
+            "Classifying images like those of {dataset} into the labels listed above.",
+            'pipe("picture.png")',
+            labels="sequence",
+            columns=(Column("image_column", "image", "the image"), Column("label_column", "label", "the label")),
+            options=(
+                Column(
+                    "augmentation",
+                    "flip_and_shift",
+                    "train-time augmentation: none, or flip_and_shift (a random horizontal flip and a shift by up to "
+                    "1/8 of each side)",
+                ),
+            ),
+            code="training.tasks.image_classification",
+            preprocess_function="transform_for_image_classification",
+            processor="image_processor",
+            best_metric="f1_macro",
         ),
         Task(
             "text-generation",
@@ -188,7 +219,7 @@ TASKS: dict[str, Task] = {
             "AutoModelForCausalLM",
             "DataCollatorForLanguageModeling",
             ("loss", "perplexity"),
-            ("unigram",),
+            {"unigram": "Unigram"},
             "Generating text in the style of {dataset}.",
             'pipe("Once upon a time", max_new_tokens=20)',
             collator_kwargs=MappingProxyType({"mlm": False}),
@@ -199,7 +230,7 @@ TASKS: dict[str, Task] = {
             "AutoModelForMaskedLM",
             "DataCollatorForLanguageModeling",
             ("loss", "perplexity"),
-            (),
+            {},
             "Predicting masked tokens in text like that of {dataset}, or as a starting point for fine-tuning.",
             'pipe(f"The {pipe.tokenizer.mask_token} is here.")',
             collator_kwargs=MappingProxyType({"mlm": True}),

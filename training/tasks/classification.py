@@ -2,7 +2,7 @@
 and macro-F1, and the majority-class and TF-IDF baselines, scored on the same rows as the model.
 
 What `training.finetune` asks of a task's code (`Task.code`): `read_labels`, `stratify_column`, the row's
-`tokenizer_function`, `INCLUDE_FOR_METRICS`, `compute_metrics`, `logits_to_predictions` and `BASELINES`.
+`preprocess_function`, `INCLUDE_FOR_METRICS`, `compute_metrics`, `logits_to_predictions` and `BASELINES`.
 """
 
 from collections import Counter
@@ -107,19 +107,24 @@ def _label_feature(dataset, column: str, per_token: bool):
 def _label_text(dataset, column: str, per_token: bool):
     """The labels as strings: a ClassLabel's ids become its names, integers their digits; floats are refused."""
     feature = _label_feature(dataset, column, per_token)
+    as_strings = List(Value("string")) if per_token else Value("string")
     if isinstance(feature, ClassLabel):
         to_names = (lambda rows: [feature.int2str(row) for row in rows]) if per_token else feature.int2str
-        return dataset.map(lambda batch: {column: to_names(batch[column])}, batched=True, desc="Reading labels")
+        features = dataset.features.copy()
+        features[column] = as_strings  # else the names written back are encoded to ids again
+        return dataset.map(
+            lambda batch: {column: to_names(batch[column])}, batched=True, features=features, desc="Reading labels"
+        )
     if not isinstance(feature, Value) or feature.dtype.startswith("float"):
         raise DataError(f"Column {column!r} holds {feature}: labels must be categories (strings or integers).")
-    return dataset.cast_column(column, List(Value("string")) if per_token else Value("string"))
+    return dataset.cast_column(column, as_strings)
 
 
-# -- inputs (the rows' `tokenizer_function`) ----------------------------------------------------------------------
+# -- inputs (the rows' `preprocess_function`) ----------------------------------------------------------------------
 
 
 def tokenize_for_sequence_classification(
-    splits, tokenizer, text_column, label_column, max_length, training_args, num_proc=None
+    splits, tokenizer, text_column, label_column, max_length, training_args, num_proc=None, **_
 ) -> DatasetDict:
     def encode(batch):
         return {**tokenizer(batch[text_column], truncation=True, max_length=max_length), "labels": batch[label_column]}
@@ -129,7 +134,7 @@ def tokenize_for_sequence_classification(
 
 
 def tokenize_for_token_classification(
-    splits, tokenizer, tokens_column, tags_column, max_length, training_args, num_proc=None
+    splits, tokenizer, tokens_column, tags_column, max_length, training_args, num_proc=None, **_
 ) -> DatasetDict:
     """Words are joined with spaces and tokenized as running text (as in pre-training and in the pipeline);
     the first piece of each word (`char_to_token` of its first character) carries its tag, every other piece

@@ -50,7 +50,7 @@ def stratify_column(task: Task, data_args) -> None:
 
 
 def tokenize_for_question_answering(
-    splits, tokenizer, question_column, context_column, answers_column, max_length, training_args, num_proc=None
+    splits, tokenizer, question_column, context_column, answers_column, max_length, training_args, num_proc=None, **_
 ) -> DatasetDict:
     """Question then passage, the passage truncated; `start_positions`/`end_positions` are the first and last
     token of the first answer, or 0 and 0 when the truncation cut it off."""

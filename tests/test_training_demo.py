@@ -1,11 +1,12 @@
-"""The README's main job, `python -m training.demo`, in its quick form: every stage wired, results written."""
+"""The README's demos, `python -m training.demo` (the main job) and `python -m training.image_demo`, in their quick
+forms: every stage wired, results written."""
 
 from pathlib import Path
 
 import pytest
-from helpers.training_data import read_json
+from helpers.training_data import read_json, write_fake_fashion_mnist
 
-from training import data, demo
+from training import data, demo, image_data, image_demo
 
 
 def test_the_quick_demo_runs_every_stage_and_reloads_the_models_without_the_package(tmp_path, monkeypatch):
@@ -28,3 +29,21 @@ def test_the_quick_demo_runs_every_stage_and_reloads_the_models_without_the_pack
     reload = (out / "reload.txt").read_text()
     assert "custom_transformer was never imported" in reload
     assert all(Path(p).is_absolute() is False for p in classifier["dataset"]["files"])
+
+
+def test_the_quick_image_demo_trains_scores_exports_and_classifies_without_the_package(tmp_path, monkeypatch):
+    """On a fake Fashion-MNIST package in the Debian cache (the real one is fetched by `make demo-images`)."""
+    monkeypatch.setenv("CT_DEBIAN_CACHE", str(tmp_path / "cache"))
+    write_fake_fashion_mnist(tmp_path / "cache")
+    monkeypatch.setattr(image_data, "VALIDATION_SIZE", 50)
+    monkeypatch.chdir(tmp_path)
+    results = image_demo.main(["--quick", "true", "--output_dir", "outputs/image-demo"])
+
+    out = tmp_path / "outputs" / "image-demo"
+    assert set(results["baselines"]) == {"majority_class", "pixel_logreg"}
+    assert results["metrics"]["num_rows"] == results["dataset"]["split_sizes"]["test"] == 50
+    assert results["dataset"]["license"] == "MIT" and results["published_baselines"] == image_data.PUBLISHED
+    assert (out / "hub" / "classifier" / "preprocessor_config.json").is_file()
+    reload = (out / "reload.txt").read_text()
+    assert "custom_transformer was never imported" in reload
+    assert reload.count(".png") == image_demo.SAMPLES

@@ -15,8 +15,10 @@ import torch
 from helpers.training_data import (
     FAST,
     TINY_MODEL,
+    TINY_VIT,
     make_workspace,
     read_json,
+    write_image_folders,
 )
 from safetensors.torch import load_file
 
@@ -108,3 +110,25 @@ def test_accelerate_launch_pretraining_matches_one_process(workspace, tmp_path):
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
     assert_same_weights(tmp_path / "one", tmp_path / "two")
     assert read_json(tmp_path / "two" / "run_info.json")["hyperparameters"]["num_devices"] == 2
+
+
+def test_torchrun_trains_an_image_classifier_from_scratch_like_one_process(tmp_path):
+    images = write_image_folders(tmp_path / "images", sizes=(("train", 8), ("validation", 3)))
+
+    def argv(output_dir, per_device_batch):
+        return [
+            "--preset", "vit", "--config_overrides", TINY_VIT, "--task", "image-classification",
+            "--train_files", images["train"], "--validation_files", images["validation"], "--output_dir",
+            str(output_dir), "--num_train_epochs", "2", "--learning_rate", "3e-3", "--per_device_train_batch_size",
+            str(per_device_batch), "--per_device_eval_batch_size", "1", "--augmentation", "none", "--baselines",
+            "false", "--save_strategy", "no", "--load_best_model_at_end", "false", "--early_stopping_patience", "0",
+            "--logging_steps", "1", "--do_train", *FAST,
+        ]  # fmt: skip
+
+    finetune.main(argv(tmp_path / "one", per_device_batch=16))
+    launch(TORCHRUN, "training.finetune", argv(tmp_path / "two", per_device_batch=8))
+
+    one, two = read_json(tmp_path / "one" / "all_results.json"), read_json(tmp_path / "two" / "all_results.json")
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+    assert two["eval_num_rows"] == one["eval_num_rows"] == 12
+    assert_same_weights(tmp_path / "one", tmp_path / "two")

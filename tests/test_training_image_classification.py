@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
-from helpers.training_data import FAST, QUADRANTS, quadrant_image, read_json, write_image_folders
+from helpers.training_data import FAST, QUADRANTS, TINY_VIT, quadrant_image, read_json, write_image_folders
 from PIL import Image as PILImage
 from transformers import AutoConfig, AutoImageProcessor, pipeline
 
@@ -15,8 +15,6 @@ from model_cards import export_run
 from training import finetune
 from training.common import DataError
 from training.tasks.image_classification import flip_and_shift
-
-TINY_VIT = "image_size=16,patch_size=4,hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64"
 
 
 def arguments(data: dict, out, *extra: str) -> list[str]:

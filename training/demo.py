@@ -51,7 +51,7 @@ def run(script, name: str, args: DemoArguments):
     path = CONFIGS / f"{name}.yaml"
     configured = yaml.safe_load(path.read_text(encoding="utf-8"))
     quick = yaml.safe_load((CONFIGS / "quick.yaml").read_text(encoding="utf-8"))[name] if args.quick else {}
-    arguments = {key: _moved(value, args.output_dir) for key, value in {**configured, **quick}.items()}
+    arguments = {key: moved(value, CONFIGURED_ROOT, args.output_dir) for key, value in {**configured, **quick}.items()}
     changed = {key: value for key, value in arguments.items() if value != configured.get(key)}
     print(f"python -m {script.__name__} {path.relative_to(CONFIGS.parents[2])}", flush=True)
     if changed:
@@ -59,11 +59,12 @@ def run(script, name: str, args: DemoArguments):
     return script.main(arguments)
 
 
-def _moved(value, root: str):
+def moved(value, configured_root: str, root: str):
+    """A config value with the paths under `configured_root` moved under `root` (--output_dir)."""
     if isinstance(value, list):
-        return [_moved(item, root) for item in value]
-    if isinstance(value, str) and value.startswith(CONFIGURED_ROOT + "/"):
-        return Path(root, value.removeprefix(CONFIGURED_ROOT + "/")).as_posix()
+        return [moved(item, configured_root, root) for item in value]
+    if isinstance(value, str) and value.startswith(configured_root + "/"):
+        return Path(root, value.removeprefix(configured_root + "/")).as_posix()
     return value
 
 

@@ -249,6 +249,11 @@ def load_image_processor(model_args: ModelArguments, config, data_args):
             f"--image_processor_name_or_path {source} holds no {IMAGE_PROCESSOR_FILE}: pass a folder an image "
             "processor was saved to (save_pretrained), or drop the flag to use one for the model's image size."
         )
+    if config.num_channels == 1:
+        logger.warning(
+            "num_channels=1: transformers' image pipelines convert every picture to RGB, so this model will be "
+            "usable directly but not through pipeline(); num_channels=3 reads grey pictures as RGB and works with both."
+        )
     height, width = image_pair(config.image_size)
     processor_class = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
     logger.info("No image processor saved with the model: resizing to %dx%d and scaling to [-1, 1].", height, width)

@@ -74,14 +74,16 @@ def read_split(files: Path, prefix: str) -> Dataset:
     return Dataset.from_dict({"image": list(images), "label": labels.tolist()}, features=features)
 
 
-def write_fashion_mnist(folder: Path, train_size: int | None = None, seed: int = 0) -> Path:
-    """train / validation / test as a saved DatasetDict in `folder`; `train_size` keeps a stratified subset of the
-    training images (the demo's CPU budget), the validation and test splits stay whole."""
+def write_fashion_mnist(
+    folder: Path, train_size: int | None = None, validation_size: int | None = None, seed: int = 0
+) -> Path:
+    """train / validation / test as a saved DatasetDict in `folder` (kept when already there); `train_size` keeps a
+    stratified subset of the training images (the demo's CPU budget); the test split is the package's, whole."""
     if (folder / "dataset_dict.json").is_file():
         return folder
     files = package_files()
     held_out = read_split(files, "train").train_test_split(
-        test_size=VALIDATION_SIZE, stratify_by_column="label", seed=seed
+        test_size=validation_size or VALIDATION_SIZE, stratify_by_column="label", seed=seed
     )
     train = held_out["train"]
     if train_size is not None and train_size < len(train):

@@ -27,7 +27,7 @@ from transformers import HfArgumentParser
 from model_cards import export_run, write_model_card
 
 from . import finetune, image_data
-from .demo import _moved
+from .demo import moved
 from .run_record import RunRecord
 
 CONFIGS = Path(__file__).parent / "configs" / "image_demo"
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     t = time.perf_counter()
     path = CONFIGS / "finetune.yaml"
     configured = yaml.safe_load(path.read_text(encoding="utf-8"))
-    arguments = {key: _moved(value, str(out)) for key, value in {**configured, **quick.get("finetune", {})}.items()}
+    overridden = {**configured, **quick.get("finetune", {})}
+    arguments = {key: moved(value, CONFIGURED_ROOT, str(out)) for key, value in overridden.items()}
     arguments["dataset_dir"] = str(data_dir)
     print(f"python -m training.finetune {path.relative_to(CONFIGS.parents[2])}", flush=True)
     finetune.main(arguments)

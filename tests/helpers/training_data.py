@@ -91,6 +91,8 @@ def write_question_answering_data(folder: Path) -> dict[str, str]:
 
 
 QUADRANTS = ("north-west", "north-east", "south-west", "south-east")
+# A tiny ViT for the 16x16 pictures below (`--preset vit --config_overrides TINY_VIT`).
+TINY_VIT = "image_size=16,patch_size=4,hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64"
 
 
 def quadrant_image(quadrant: int, rng):
@@ -115,6 +117,35 @@ def write_image_folders(folder: Path, sizes=(("train", 24), ("validation", 6), (
             for index in range(per_class):
                 quadrant_image(quadrant, rng).save(folder / split / name / f"{index}.png")
     return {split: str(folder / split) for split, _ in sizes}
+
+
+def write_idx(path: Path, array) -> None:
+    """An idx file (gzip), as Fashion-MNIST ships them: zero, zero, the type (0x08: unsigned bytes), the dimension
+    count, the sizes, the bytes."""
+    import gzip
+
+    import numpy as np
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def write_fake_fashion_mnist(cache: Path, train: int = 200, test: int = 50) -> Path:
+    """A Debian cache holding an unpacked dataset-fashion-mnist with `train` and `test` 28x28 pictures, the classes
+    in turn; pixel values end in the class's digit, so a picture can be told by its pixels."""
+    import numpy as np
+
+    from training import image_data
+
+    files = cache / image_data.PACKAGE / image_data.FILES
+    files.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = np.arange(count) % 10
+        images = rng.integers(0, 25, (count, 28, 28)) * 10 + labels[:, None, None]
+        write_idx(files / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(files / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return files
 
 
 def make_tokenizer(folder: Path, vocab_size: int = 320):

@@ -147,6 +147,34 @@ def baseline_name(run: Run, name: str) -> str:
 # -- body: the template's variables ------------------------------------------------------------------------------
 
 
+def describe_inputs(config: dict, position_scheme: str) -> dict[str, str]:
+    """What the model reads, for the details table (`inputs`), and its limit (`input_limit`)."""
+    if config.get("input_embedding", "tokens") == "patches":
+        (height, width), (rows, columns) = _pair(config["image_size"]), _pair(config["patch_size"])
+        patches = (height // rows) * (width // columns)
+        learned = config.get("position_embedding_type") == "learned"
+        positions = "learned, one per patch and [CLS]" if learned else position_scheme
+        return {
+            "inputs": f"{height}x{width} images, {config['num_channels']} channels, in {rows}x{columns} patches "
+            f"({patches} patches and [CLS]; positions: {positions})",
+            "input_limit": f"Images are resized to {height}x{width} by the image processor"
+            + (
+                "; at other sizes, `interpolate_pos_encoding=True` stretches positions it was not trained on."
+                if learned
+                else "."
+            ),
+        }
+    limit = config["max_position_embeddings"]
+    return {
+        "inputs": f"{config['vocab_size']:,} tokens, up to {limit:,} positions ({position_scheme})",
+        "input_limit": f"Inputs are limited to {limit} positions ({position_scheme}).",
+    }
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -> dict:
     """What templates/model_card.md says besides the card data (which `from_template` passes as well)."""
     config, dataset, state, task = run.config, run.dataset, run.trainer_state, run.task_record
@@ -165,7 +193,7 @@ def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -
         "intended_use": task.intended_use.format(dataset=dataset["name"]),
         "config": config,  # config.json, as saved
         "architecture": (config.get("architectures") or ["unknown"])[0],
-        "position_scheme": POSITION_SCHEMES.get(position_type, position_type),
+        **describe_inputs(config, POSITION_SCHEMES.get(position_type, position_type)),
         "norm_placement": NORM_PLACEMENTS.get(config.get("norm_placement"), config.get("norm_placement")),
         "labels": labels(run),
         "num_parameters": run.num_parameters,

@@ -88,7 +88,7 @@ def test_card_reports_the_run_artefacts(run_dir, card_path):
     assert f"| Parameters | {sum(p.numel() for p in model.parameters()):,} " in text
     assert "| Layers | 2 |" in text
     assert "| Hidden size | 32 " in text
-    assert "rotary (RoPE), 64 positions" in text
+    assert f"| Input | {model.config.vocab_size:,} tokens, up to 64 positions (rotary (RoPE)) |" in text
     assert "pre-norm" in text
     tfidf, majority, metrics = info["baselines"]["tfidf_logreg"], info["baselines"]["majority_class"], info["metrics"]
     assert f"| TF-IDF + logistic regression | n/a | {tfidf['accuracy']:.4f} | {tfidf['f1_macro']:.4f} |" in text

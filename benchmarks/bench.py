@@ -4,8 +4,10 @@
     python benchmarks/bench.py --profile      # torch.profiler over greedy decoding of our llama preset, batch 1
     python benchmarks/bench.py --layouts      # batch-1 matmul time per weight layout (what bounds decoding)
 
-llama vs LlamaForCausalLM, gpt2 vs GPT2LMHeadModel, bert vs BertForMaskedLM, all sdpa, fp32: same shapes and the
-same weights (the reference is saved with random weights and converted to ours by custom_transformer.convert).
+llama vs LlamaForCausalLM, gpt2 vs GPT2LMHeadModel, bert vs BertForMaskedLM, vit vs ViTForImageClassification, all
+sdpa, fp32: same shapes and the same weights (the reference is saved with random weights and converted to ours by
+custom_transformer.convert). For vit a "token" is a 16x16 patch of an RGB image isqrt(seq) patches a side (seq 256:
+256x256 pixels, 256 patches and [CLS]), so images/s is tok/s / 256 (medium: 22x22 patches, / 484).
 Each measurement runs in a fresh process; see benchmarks/README.md for the columns and how noise is handled.
 This file only orchestrates (standard library only); what runs in the measuring processes is in cases.py.
 """
@@ -30,7 +32,7 @@ SIZES = {
     "small": {"hidden": 256, "layers": 4, "heads": 8, "seq": 256, "batch": 8, "vocab": 8000, "prompt": 64},
     "medium": {"hidden": 768, "layers": 12, "heads": 12, "seq": 512, "batch": 2, "vocab": None, "prompt": 128},
 }
-FAMILIES = ("llama", "gpt2", "bert")
+FAMILIES = ("llama", "gpt2", "bert", "vit")
 # (batch, cache): "compiled" is the documented fast path, a static cache with generate's own torch.compile.
 GENERATIONS = tuple((batch, cache) for batch in (1, 8) for cache in ("dynamic", "static", "compiled"))
 IMPLEMENTATIONS = ("ours", "reference")

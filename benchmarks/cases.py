@@ -11,6 +11,7 @@ by `build_checkpoints`, because importing it registers the local classes with th
 be loaded instead of the checkpoint's code.
 """
 
+import math
 import os
 import platform
 import statistics
@@ -23,6 +24,7 @@ import transformers
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForImageClassification,
     AutoModelForMaskedLM,
     CompileConfig,
 )
@@ -32,7 +34,15 @@ transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars woul
 
 # The Auto class that loads each family's measured model (the reference class is the family's, in
 # custom_transformer.families); decoders are also measured generating.
-AUTO_CLASSES = {"llama": AutoModelForCausalLM, "gpt2": AutoModelForCausalLM, "bert": AutoModelForMaskedLM}
+AUTO_CLASSES = {
+    "llama": AutoModelForCausalLM,
+    "gpt2": AutoModelForCausalLM,
+    "bert": AutoModelForMaskedLM,
+    "vit": AutoModelForImageClassification,
+}
+# Image families read `seq` as patches: RGB images of PATCH x PATCH patches, sqrt(seq) of them a side ([CLS] aside).
+PATCH = 16
+IMAGE_CLASSES = 10
 
 # Greedy decoding of weights drawn with transformers' usual std 0.02 repeats one token forever, which makes the
 # ours-vs-reference token check meaningless; 0.05 gives varied tokens. Speed does not depend on weight values.
@@ -80,6 +90,18 @@ def _our_config(family: str, shape: dict):
     from custom_transformer import PRESETS, CustomTransformerConfig
 
     preset = PRESETS[family]
+    return CustomTransformerConfig.from_preset(
+        family,
+        hidden_size=shape["hidden"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        intermediate_size=preset["intermediate_size"] * shape["hidden"] // preset["hidden_size"],
+        initializer_range=INITIALIZER_RANGE,
+        **(_image_fields(shape) if preset.get("input_embedding") == "patches" else _token_fields(preset, shape)),
+    )
+
+
+def _token_fields(preset: dict, shape: dict) -> dict:
     vocab_size = shape["vocab"] or preset["vocab_size"]
     # GPT-2's special token 50256 does not exist in a smaller vocabulary: use its last id instead.
     special_tokens = {
@@ -87,16 +109,11 @@ def _our_config(family: str, shape: dict):
         for name in ("bos_token_id", "eos_token_id", "pad_token_id")
         if preset.get(name) is not None
     }
-    return CustomTransformerConfig.from_preset(
-        family,
-        vocab_size=vocab_size,
-        hidden_size=shape["hidden"],
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=shape["heads"],
-        intermediate_size=preset["intermediate_size"] * shape["hidden"] // preset["hidden_size"],
-        initializer_range=INITIALIZER_RANGE,
-        **special_tokens,
-    )
+    return {"vocab_size": vocab_size, **special_tokens}
+
+
+def _image_fields(shape: dict) -> dict:
+    return {"image_size": PATCH * math.isqrt(shape["seq"]), "patch_size": PATCH, "num_labels": IMAGE_CLASSES}
 
 
 def _check_same_config(wanted, converted):
@@ -138,6 +155,19 @@ def load(folder: str, family: str) -> nn.Module:
     return AUTO_CLASSES[family].from_pretrained(folder, trust_remote_code=True, attn_implementation="sdpa")
 
 
+def inputs_and_labels(model: nn.Module, batch: int, seq: int) -> tuple[dict, torch.Tensor, int]:
+    """The same inputs for ours and the reference: token ids (their own labels), or images (isqrt(seq) patches a
+    side) and class labels; and the tokens in the batch (patches for images)."""
+    generator = torch.Generator().manual_seed(SEED)
+    if model.main_input_name == "pixel_values":
+        side = math.isqrt(seq)
+        pixels = torch.randn(batch, model.config.num_channels, PATCH * side, PATCH * side, generator=generator)
+        labels = torch.randint(0, IMAGE_CLASSES, (batch,), generator=generator)
+        return {"pixel_values": pixels}, labels, batch * side * side
+    ids = random_ids(batch, seq, model.config.vocab_size)
+    return {"input_ids": ids}, ids, batch * seq
+
+
 def random_ids(batch: int, length: int, vocab_size: int) -> torch.Tensor:
     """The same ids for ours and the reference, so their generations can be compared token for token."""
     return torch.randint(0, vocab_size, (batch, length), generator=torch.Generator().manual_seed(SEED))
@@ -162,26 +192,26 @@ def measure_train(folder: str, family: str, batch: int, seq: int, repeats: int, 
     reset just before the first step: the growth covers gradients, AdamW state and activations.
     """
     model = load(folder, family).train()
-    ids = random_ids(batch, seq, model.config.vocab_size)
+    inputs, labels, tokens = inputs_and_labels(model, batch, seq)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
-        model(input_ids=ids, labels=ids).loss.backward()
+        model(**inputs, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     baseline = reset_peak_rss()
     times = time_repeats(step, repeats)
-    return {"tok_s": [batch * seq / t for t in times], "peak_mib": (peak_rss() - baseline) / 2**20}
+    return {"tok_s": [tokens / t for t in times], "peak_mib": (peak_rss() - baseline) / 2**20}
 
 
 def measure_forward(folder: str, family: str, batch: int, seq: int, repeats: int, **_) -> dict:
     """Tokens/s of one forward pass over the whole batch, logits included, under `inference_mode`."""
     model = load(folder, family).eval()
-    ids = random_ids(batch, seq, model.config.vocab_size)
+    inputs, _, tokens = inputs_and_labels(model, batch, seq)
     with torch.inference_mode():
-        times = time_repeats(lambda: model(input_ids=ids), repeats)
-    return {"tok_s": [batch * seq / t for t in times]}
+        times = time_repeats(lambda: model(**inputs), repeats)
+    return {"tok_s": [tokens / t for t in times]}
 
 
 def measure_generate(

@@ -164,19 +164,18 @@ def results_table(classifier: RunRecord, language_model: RunRecord) -> str:
 
 
 def load_without_package(out: Path, classifier_dir: str, lm_dir: str):
-    """Run training/load_without_package.py by path, from an empty directory, with its own HF_HOME."""
+    folders = {"--classifier": classifier_dir, "--language_model": lm_dir}
+    run_without_package(out, [item for flag, folder in folders.items() for item in (flag, str(Path(folder).resolve()))])
+
+
+def run_without_package(out: Path, arguments: list[str]):
+    """Run training/load_without_package.py by path with `arguments`, from an empty directory, with its own HF_HOME;
+    what it prints is shown and kept in reload.txt."""
     script = Path(__file__).with_name("load_without_package.py")
     env = {**os.environ, "HF_HOME": str((out / "hf_home").resolve()), "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
     with tempfile.TemporaryDirectory() as elsewhere:
-        command = [
-            sys.executable,
-            str(script),
-            "--classifier",
-            str(Path(classifier_dir).resolve()),
-            "--language_model",
-            str(Path(lm_dir).resolve()),
-        ]
+        command = [sys.executable, str(script), *arguments]
         result = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
     print(result.stdout, end="")
     (out / "reload.txt").write_text(result.stdout + result.stderr, encoding="utf-8")

@@ -12,10 +12,6 @@
 """
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +23,7 @@ from transformers import HfArgumentParser
 from model_cards import export_run, write_model_card
 
 from . import finetune, image_data
-from .demo import moved
+from .demo import moved, run_without_package
 from .run_record import RunRecord
 
 CONFIGS = Path(__file__).parent / "configs" / "image_demo"
@@ -146,18 +142,8 @@ def write_samples(test, folder: Path) -> list[Path]:
 
 
 def load_without_package(out: Path, hub: Path, samples: list[Path]):
-    """Run training/load_without_package.py by path, from an empty directory, with its own HF_HOME."""
-    script = Path(__file__).with_name("load_without_package.py")
-    env = {**os.environ, "HF_HOME": str((out / "hf_home").resolve()), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
     pictures = [str(path.resolve()) for path in samples]
-    with tempfile.TemporaryDirectory() as elsewhere:
-        command = [sys.executable, str(script), "--image_classifier", str(hub.resolve()), "--images", *pictures]
-        result = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
-    print(result.stdout, end="")
-    (out / "reload.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
-    if result.returncode:
-        raise RuntimeError(f"Reloading without the package failed:\n{result.stderr[-3000:]}")
+    run_without_package(out, ["--image_classifier", str(hub.resolve()), "--images", *pictures])
 
 
 if __name__ == "__main__":

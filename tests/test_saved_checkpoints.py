@@ -2,6 +2,8 @@
 
 `fixtures/checkpoints-0.2.0/` holds one tiny checkpoint per preset saved by the code of 0.2.0 (commit 1c3a659) and
 the outputs each model gave on the inputs saved beside them. A refactor of the model may move code, never tensors.
+The outputs are compared to float32 rounding, not bit for bit: another CPU's matmul kernels sum in another order
+(AMD and Intel machines differ by ~5e-6 on these logits), while a moved tensor changes them by whole units.
 """
 
 from pathlib import Path
@@ -31,7 +33,8 @@ def test_a_checkpoint_saved_by_0_2_0_loads_with_identical_outputs(preset):
     assert not info["missing_keys"] and not info["unexpected_keys"]
     with torch.no_grad():
         outputs = model.eval()(**SAVED)[0]
-    assert torch.equal(outputs, load_file(FIXTURES / "inputs_and_outputs.safetensors")[preset])
+    saved = load_file(FIXTURES / "inputs_and_outputs.safetensors")[preset]
+    torch.testing.assert_close(outputs, saved, rtol=1e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -1,15 +1,14 @@
-"""custom_transformer: one configurable Transformer (BERT, GPT-2, Llama, 2017 Transformer, ViT) for Hugging Face.
+"""custom_transformer: one configurable Transformer (BERT, GPT-2, Llama, the 2017 encoder-decoder, Marian, BART, ViT)
+for Hugging Face.
 
-Importing the package registers the config and every head of `AUTO_CLASSES` with its Auto class, so checkpoints
-load with `trust_remote_code=False` where the package is installed; checkpoints carry the code for everyone else.
+Importing the package registers the config and every head with its Auto class (`registration`), so checkpoints load
+with `trust_remote_code=False` where the package is installed; checkpoints carry the code for everyone else.
 """
-
-import transformers
 
 from .configuration_custom_transformer import PRESETS, CustomTransformerConfig
 from .modeling_custom_transformer import (
-    AUTO_CLASSES,
     CustomTransformerForCausalLM,
+    CustomTransformerForConditionalGeneration,
     CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForQuestionAnswering,
@@ -17,11 +16,11 @@ from .modeling_custom_transformer import (
     CustomTransformerForTokenClassification,
     CustomTransformerModel,
     CustomTransformerPreTrainedModel,
+    CustomTransformerSeq2SeqModel,
 )
+from .registration import register_with_auto_classes
 
-transformers.AutoConfig.register(CustomTransformerConfig.model_type, CustomTransformerConfig, exist_ok=True)
-for _auto_name, _model_class in AUTO_CLASSES.items():
-    getattr(transformers, _auto_name).register(CustomTransformerConfig, _model_class, exist_ok=True)
+register_with_auto_classes()
 
 __all__ = [
     "PRESETS",
@@ -34,4 +33,6 @@ __all__ = [
     "CustomTransformerForTokenClassification",
     "CustomTransformerForQuestionAnswering",
     "CustomTransformerForImageClassification",
+    "CustomTransformerSeq2SeqModel",
+    "CustomTransformerForConditionalGeneration",
 ]

@@ -94,17 +94,21 @@ PRESETS: dict[str, dict] = {
         "eos_token_id": 2,
         "tie_word_embeddings": False,
     },
-    # Vaswani et al. 2017 (base): post-LN, fixed sinusoidal positions, embeddings scaled by sqrt(d_model), ReLU.
+    # Vaswani et al. 2017 (base): an encoder-decoder of 6 + 6 post-LN layers, fixed sinusoidal positions, one
+    # vocabulary shared by both sides and the output projection, embeddings scaled by sqrt(d_model), ReLU. Checkpoints
+    # saved when this preset was the encoder alone keep loading as encoders: their config.json says so.
     "vaswani": {
         "vocab_size": 37000,
         "hidden_size": 512,
         "num_hidden_layers": 6,
+        "decoder_layers": 6,
         "num_attention_heads": 8,
         "intermediate_size": 2048,
         "hidden_act": "relu",
         "max_position_embeddings": 5000,
         "layer_norm_eps": 1e-5,
         "is_decoder": False,
+        "is_encoder_decoder": True,
         "position_embedding_type": "sinusoidal",
         "norm_type": "layernorm",
         "norm_placement": "post",
@@ -115,6 +119,64 @@ PRESETS: dict[str, dict] = {
         "hidden_dropout": 0.1,
         "attention_dropout": 0.0,
         "classifier_pooling": "mean",
+        "tie_word_embeddings": True,
+    },
+    # The config.json of Helsinki-NLP/opus-mt-en-de (MarianMTModel): the 2017 Transformer as Marian trains it, with the
+    # sinusoids in halves (all sines, then all cosines) and a decoder that starts from the padding token.
+    "marian": {
+        "vocab_size": 58101,
+        "hidden_size": 512,
+        "num_hidden_layers": 6,
+        "decoder_layers": 6,
+        "num_attention_heads": 8,
+        "intermediate_size": 2048,
+        "hidden_act": "swish",
+        "max_position_embeddings": 512,
+        "layer_norm_eps": 1e-5,
+        "is_decoder": False,
+        "is_encoder_decoder": True,
+        "position_embedding_type": "sinusoidal",
+        "sinusoid_layout": "halves",
+        "norm_type": "layernorm",
+        "norm_placement": "post",
+        "mlp_type": "plain",
+        "attention_bias": True,
+        "mlp_bias": True,
+        "scale_embeddings": True,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.0,
+        "pad_token_id": 58100,
+        "eos_token_id": 0,
+        "decoder_start_token_id": 58100,
+        "tie_word_embeddings": True,
+    },
+    # The config.json of facebook/bart-base (BartForConditionalGeneration): BERT-like learned positions and a norm
+    # over the embeddings on both sides, GELU, post-LN; the decoder starts from </s>.
+    "bart": {
+        "vocab_size": 50265,
+        "hidden_size": 768,
+        "num_hidden_layers": 6,
+        "decoder_layers": 6,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "max_position_embeddings": 1024,
+        "layer_norm_eps": 1e-5,
+        "is_decoder": False,
+        "is_encoder_decoder": True,
+        "position_embedding_type": "learned",
+        "norm_type": "layernorm",
+        "norm_placement": "post",
+        "mlp_type": "plain",
+        "attention_bias": True,
+        "mlp_bias": True,
+        "embedding_norm": True,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.1,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "decoder_start_token_id": 2,
         "tie_word_embeddings": True,
     },
     # Dosovitskiy et al. 2020, the config.json of google/vit-base-patch16-224: 16x16 patches of a 224x224 RGB image
@@ -148,7 +210,7 @@ PRESETS: dict[str, dict] = {
 # The version of this code, written into every saved config.json: it tells which code a checkpoint runs
 # (`python -m custom_transformer.refresh` brings an old checkpoint's code up to date). Bump it with any change
 # to the files shipped in checkpoints; pyproject.toml reads the package version from here.
-CODE_VERSION = "0.3.0"
+CODE_VERSION = "0.4.0"
 
 # rope_type "default" is computed by the model itself; the others come from transformers' ROPE_INIT_FUNCTIONS.
 POSITION_EMBEDDING_TYPES = ("rope", "learned", "sinusoidal", "none")
@@ -157,6 +219,8 @@ NORM_PLACEMENTS = ("pre", "post")
 MLP_TYPES = ("gated", "plain")
 CLASSIFIER_POOLINGS = ("first", "last", "mean")
 INPUT_EMBEDDING_TYPES = ("tokens", "patches")  # what the model reads: token ids, or images cut into patches
+# Where a sinusoidal table puts its sines and cosines: interleaved (the paper) or in two halves (Marian, fairseq).
+SINUSOID_LAYOUTS = ("interleaved", "halves")
 
 ATTENTION_TP_PLAN = {
     "layers.*.self_attn.q_proj": "colwise",
@@ -174,14 +238,27 @@ MLP_TP_PLANS = {
 }
 
 
+def tensor_parallel_plan(config: "CustomTransformerConfig") -> dict[str, str] | None:
+    """Every attention and MLP of the base model, in its module names. None for an encoder-decoder: its two stacks
+    are models of their own that would each apply the plan, and tensor parallelism is not tested for them."""
+    if config.is_encoder_decoder:
+        return None
+    return {**ATTENTION_TP_PLAN, **MLP_TP_PLANS[config.mlp_type]}
+
+
 class CustomTransformerConfig(PreTrainedConfig):
     r"""Configuration for [`CustomTransformerModel`] and its heads.
 
     The defaults describe a small Llama-style decoder. Architectural switches:
 
     - `is_decoder`: causal self-attention (GPT-2, Llama) or bidirectional (BERT).
+    - `is_encoder_decoder`: a bidirectional encoder of `num_hidden_layers` and a causal decoder of
+      `decoder_layers` whose layers also attend to the encoder's output (the 2017 Transformer, Marian, BART).
+      Both sides share the vocabulary; `share_encoder_decoder_embeddings` gives them one embedding matrix (and with
+      `tie_word_embeddings` the output projection too). Generation starts from `decoder_start_token_id`.
     - `position_embedding_type`: `"rope"` (rotary, parameters in `rope_parameters`), `"learned"` absolute
-      embeddings (BERT, GPT-2), `"sinusoidal"` fixed table (Vaswani et al. 2017) or `"none"`.
+      embeddings (BERT, GPT-2), `"sinusoidal"` fixed table (Vaswani et al. 2017; `sinusoid_layout` `"interleaved"`
+      as in the paper or `"halves"` as in Marian) or `"none"`.
     - `norm_type`: `"rmsnorm"` or `"layernorm"`; `norm_placement`: `"pre"` (GPT-2, Llama; adds a final norm)
       or `"post"` (BERT, 2017 Transformer).
     - `mlp_type`: `"gated"` (SwiGLU-style, Llama) or `"plain"` (two linear layers).
@@ -252,6 +329,11 @@ class CustomTransformerConfig(PreTrainedConfig):
         image_size: int | list[int] = 224,
         patch_size: int | list[int] = 16,
         num_channels: int = 3,
+        is_encoder_decoder: bool = False,
+        decoder_layers: int | None = None,
+        share_encoder_decoder_embeddings: bool = True,
+        decoder_start_token_id: int | None = None,
+        sinusoid_layout: str = "interleaved",
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -282,7 +364,8 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.classifier_pooling = classifier_pooling or ("last" if is_decoder else "first")
         self.classifier_pooler = classifier_pooler
-        self.use_cache = is_decoder if use_cache is None else use_cache  # only decoders reuse keys/values
+        # Only causal stacks reuse keys and values: decoders, and the decoder of an encoder-decoder.
+        self.use_cache = (is_decoder or is_encoder_decoder) if use_cache is None else use_cache
         self.pad_token_id = pad_token_id
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
@@ -292,19 +375,26 @@ class CustomTransformerConfig(PreTrainedConfig):
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_channels = num_channels
+        self.is_encoder_decoder = is_encoder_decoder
+        self.decoder_layers = num_hidden_layers if decoder_layers is None else decoder_layers
+        self.share_encoder_decoder_embeddings = share_encoder_decoder_embeddings
+        self.decoder_start_token_id = decoder_start_token_id
+        self.sinusoid_layout = sinusoid_layout
         # Validate before the base class runs its own checks (transformers >= 5.2x), so errors name our fields.
         self.validate_architecture()
         kwargs.pop("code_version", None)  # always the version of the code running now, see CODE_VERSION
         kwargs.pop("base_model_tp_plan", None)  # derived below; some releases wrote it into config.json
-        super().__init__(**kwargs)
+        super().__init__(is_encoder_decoder=is_encoder_decoder, **kwargs)  # transformers' own field
         self.code_version = CODE_VERSION
         # Tensor-parallel plan of `CustomTransformerModel`: column-wise in, row-wise out, per MLP kind. An
         # attribute, not a property: transformers 5.15 - 5.20 assign it in `PreTrainedConfig.__init__`.
-        self.base_model_tp_plan = {**ATTENTION_TP_PLAN, **MLP_TP_PLANS[self.mlp_type]}
+        self.base_model_tp_plan = tensor_parallel_plan(self)
 
     @property
     def stack(self) -> str:
-        """The stack of layers: `"decoder"` (causal self-attention) or `"encoder"` (bidirectional)."""
+        """The layers: `"decoder"` (causal self-attention), `"encoder"` (bidirectional) or `"encoder-decoder"`."""
+        if self.is_encoder_decoder:
+            return "encoder-decoder"
         return "decoder" if self.is_decoder else "encoder"
 
     @classmethod
@@ -322,7 +412,10 @@ class CustomTransformerConfig(PreTrainedConfig):
         _check_choice("mlp_type", self.mlp_type, MLP_TYPES)
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
         _check_choice("input_embedding", self.input_embedding, INPUT_EMBEDDING_TYPES)
+        _check_choice("sinusoid_layout", self.sinusoid_layout, SINUSOID_LAYOUTS)
         INPUT_CHECKS[self.input_embedding](self)
+        if self.is_encoder_decoder:
+            self._validate_encoder_decoder()
         for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             _check_positive(field, getattr(self, field))
         _check_positive("num_key_value_heads", self.num_key_value_heads)
@@ -357,6 +450,23 @@ class CustomTransformerConfig(PreTrainedConfig):
             raise ValueError(f"hub_kernels={self.hub_kernels!r} must be True or False.")
         if self.type_vocab_size < 0:
             raise ValueError(f"type_vocab_size={self.type_vocab_size} must be >= 0 (0 disables token types).")
+
+    def _validate_encoder_decoder(self):
+        _check_positive("decoder_layers", self.decoder_layers)
+        if self.is_decoder:
+            raise ValueError(
+                "is_encoder_decoder=True builds a bidirectional encoder and a causal decoder: set is_decoder=False "
+                "(is_decoder=True alone is a decoder-only model such as GPT-2)."
+            )
+        if self.input_embedding != "tokens":
+            raise ValueError(
+                f"is_encoder_decoder=True reads token ids on both sides, not input_embedding={self.input_embedding!r}."
+            )
+        if self.decoder_start_token_id is not None and not 0 <= self.decoder_start_token_id < self.vocab_size:
+            raise ValueError(
+                f"decoder_start_token_id={self.decoder_start_token_id} is not a token id of the vocabulary "
+                f"(vocab_size={self.vocab_size}): use the tokenizer's pad (Marian) or </s> (BART) id."
+            )
 
     def _validate_rope(self):
         rope_type = self.rope_parameters.get("rope_type", "default")

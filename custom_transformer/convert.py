@@ -1,15 +1,18 @@
-"""Convert checkpoints between transformers' Llama, GPT-2, BERT and ViT and custom_transformer (and back to Llama, ViT).
+"""Convert checkpoints between transformers' Llama, GPT-2, BERT, ViT, Marian and BART and custom_transformer (and back
+to Llama, ViT, Marian and BART).
 
-    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR                    # llama/gpt2/bert/vit -> ours
-    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family llama  # ours -> LlamaForCausalLM
-    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family vit    # ours -> ViTForImageClassification
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR                     # llama/gpt2/bert/vit/marian/bart -> ours
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family llama   # ours -> LlamaForCausalLM
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family vit     # ours -> ViTForImageClassification
+    python -m custom_transformer.convert --from SRC_DIR --to DST_DIR --to-family marian  # ours -> MarianMTModel (bart alike)
 
 A conversion is data: a config mapping, the settings it cannot represent, and renaming rules for the state
 dict. A rule maps a key prefix to a new prefix (`{n}` stands for the layer index), to a tuple of prefixes (the
 tensor is a fused projection, split in equal parts along its output dimension) or to `None` (dropped). The
 source is loaded with transformers' own class, so legacy key names and tied weights are resolved before
-renaming, and GPT-2's `Conv1D` weights are transposed to the `nn.Linear` layout first. This module is a package
-tool: it is not copied into checkpoints and may use transformers' model classes.
+renaming, and GPT-2's `Conv1D` weights are transposed to the `nn.Linear` layout first; a conversion may then adjust
+tensors no renaming expresses (BART's two unused position rows, Marian's computed sinusoids). This module is a
+package tool: it is not copied into checkpoints and may use transformers' model classes.
 """
 
 import re
@@ -26,6 +29,9 @@ from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoTokenizer,
+    BartConfig,
+    BartForConditionalGeneration,
+    BartModel,
     BertConfig,
     BertForMaskedLM,
     BertForQuestionAnswering,
@@ -44,6 +50,9 @@ from transformers import (
     LlamaForSequenceClassification,
     LlamaForTokenClassification,
     LlamaModel,
+    MarianConfig,
+    MarianModel,
+    MarianMTModel,
     PreTrainedConfig,
     PreTrainedModel,
     ViTConfig,
@@ -57,16 +66,24 @@ from .checkpoint_io import naming_damaged_weights, refuse_untrusted_weights, rep
 from .configuration_custom_transformer import CustomTransformerConfig
 from .modeling_custom_transformer import (
     CustomTransformerForCausalLM,
+    CustomTransformerForConditionalGeneration,
     CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForQuestionAnswering,
     CustomTransformerForSequenceClassification,
     CustomTransformerForTokenClassification,
     CustomTransformerModel,
+    CustomTransformerSeq2SeqModel,
+    sinusoidal_table,
 )
 
 Target = str | tuple[str, ...] | None  # a prefix, a fused tensor split in parts, or dropped
 Rule = tuple[str, Target]
+StateDict = dict[str, torch.Tensor]
+
+
+def unchanged(state_dict: StateDict, config: PreTrainedConfig) -> StateDict:
+    return state_dict
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,8 @@ class Conversion:
     required: dict[str, tuple[object, str]]
     rules: tuple[Rule, ...]  # the shared body; each head's own rules are tried first
     heads: tuple[Head, ...]
+    # After renaming, with the target's config: what no rule expresses.
+    adjust: Callable[[StateDict, PreTrainedConfig], StateDict] = unchanged
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -158,6 +177,27 @@ VIT_FIELDS = {
     "patch_size": "patch_size",
     "num_channels": "num_channels",
 }
+# The encoder-decoders (Marian, BART) name each side's shapes; ours has one width, head count and MLP for both.
+SEQ2SEQ_FIELDS = {
+    "vocab_size": "vocab_size",
+    "hidden_size": "d_model",
+    "num_hidden_layers": "encoder_layers",
+    "decoder_layers": "decoder_layers",
+    "num_attention_heads": "encoder_attention_heads",
+    "intermediate_size": "encoder_ffn_dim",
+    "hidden_act": "activation_function",
+    "max_position_embeddings": "max_position_embeddings",
+    "hidden_dropout": "dropout",
+    "attention_dropout": "attention_dropout",
+    "initializer_range": "init_std",
+    "scale_embeddings": "scale_embedding",
+    "decoder_start_token_id": "decoder_start_token_id",
+}
+SEQ2SEQ_COMMON_FIELDS = tuple(name for name in COMMON_FIELDS if name != "initializer_range")  # theirs is init_std
+MARIAN_FIELDS = {**SEQ2SEQ_FIELDS, "share_encoder_decoder_embeddings": "share_encoder_decoder_embeddings"}
+# Their decoder's fields that must equal the encoder's (or the vocabulary), and the field of ours they copy.
+DECODER_COPIES = {"decoder_attention_heads": "num_attention_heads", "decoder_ffn_dim": "intermediate_size"}
+MARIAN_COPIES = {**DECODER_COPIES, "decoder_vocab_size": "vocab_size"}
 
 
 def _custom_config(
@@ -200,13 +240,44 @@ bert_config_from = _reference_config(BertConfig, BERT_FIELDS)
 _vit_config = _reference_config(ViTConfig, VIT_FIELDS, LABEL_FIELDS, qkv_bias="attention_bias", head_dim="head_dim")
 
 
-def vit_config_from(config: CustomTransformerConfig) -> ViTConfig:
-    if config.num_key_value_heads != config.num_attention_heads:
-        raise ValueError(
-            f"num_key_value_heads={config.num_key_value_heads} is not supported (ViT has no grouped-query "
-            f"attention). Supported: num_key_value_heads={config.num_attention_heads} (= num_attention_heads)."
-        )
-    return _vit_config(config)
+def _without_grouped_query_attention(family: str, build: Callable) -> Callable:
+    """`build`, refusing configs whose key/value heads are fewer than the query heads (the family has no GQA)."""
+
+    def checked(config: CustomTransformerConfig) -> PreTrainedConfig:
+        if config.num_key_value_heads != config.num_attention_heads:
+            raise ValueError(
+                f"num_key_value_heads={config.num_key_value_heads} is not supported ({family} has no grouped-query "
+                f"attention). Supported: num_key_value_heads={config.num_attention_heads} (= num_attention_heads)."
+            )
+        return build(config)
+
+    return checked
+
+
+vit_config_from = _without_grouped_query_attention("ViT", _vit_config)
+marian_config_from = _without_grouped_query_attention(
+    "Marian", _reference_config(MarianConfig, MARIAN_FIELDS, SEQ2SEQ_COMMON_FIELDS, **MARIAN_COPIES)
+)
+bart_config_from = _without_grouped_query_attention(
+    "BART", _reference_config(BartConfig, SEQ2SEQ_FIELDS, SEQ2SEQ_COMMON_FIELDS, **DECODER_COPIES)
+)
+
+
+def _symmetric(build: Callable, copies: dict[str, str]) -> Callable:
+    """`build`, refusing an encoder-decoder whose decoder differs from its encoder in a field ours shares."""
+
+    def checked(config: PreTrainedConfig) -> CustomTransformerConfig:
+        ours = build(config)
+        for theirs, field_of_ours in copies.items():
+            if getattr(config, theirs) != getattr(ours, field_of_ours):
+                raise ValueError(
+                    f"Cannot convert this {config.model_type} checkpoint: {theirs}={getattr(config, theirs)} differs "
+                    f"from the encoder's {getattr(ours, field_of_ours)} (custom_transformer's decoder has the encoder's "
+                    f"{field_of_ours}). Supported: {theirs}={getattr(ours, field_of_ours)}."
+                )
+        return ours
+
+    return checked
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -273,6 +344,85 @@ VIT_RULES: tuple[Rule, ...] = (
     ("vit.layernorm.", "model.norm."),
     ("classifier.", "score."),
 )
+
+
+def _seq2seq_layer_rules(side: str) -> tuple[Rule, ...]:
+    """BART's and Marian's layer names on one side (`encoder`, `decoder`) -> ours; the decoder's `encoder_attn`
+    is our `cross_attn`."""
+    theirs = ours = f"model.{side}.layers.{{n}}."
+    return (
+        (f"{theirs}self_attn.out_proj.", f"{ours}self_attn.o_proj."),
+        (f"{theirs}self_attn.", f"{ours}self_attn."),  # {q,k,v}_proj
+        (f"{theirs}self_attn_layer_norm.", f"{ours}attention_norm."),
+        (f"{theirs}encoder_attn.out_proj.", f"{ours}cross_attn.o_proj."),
+        (f"{theirs}encoder_attn.", f"{ours}cross_attn."),
+        (f"{theirs}encoder_attn_layer_norm.", f"{ours}cross_attention_norm."),
+        (f"{theirs}fc1.", f"{ours}mlp.up_proj."),
+        (f"{theirs}fc2.", f"{ours}mlp.down_proj."),
+        (f"{theirs}final_layer_norm.", f"{ours}mlp_norm."),
+    )
+
+
+SEQ2SEQ_RULES: tuple[Rule, ...] = (
+    ("model.shared.", None),  # the same tensor as the encoder's embed_tokens, which carries it
+    ("model.encoder.embed_tokens.", "model.encoder.embed_tokens."),
+    ("model.decoder.embed_tokens.", "model.decoder.embed_tokens."),
+    *_seq2seq_layer_rules("encoder"),
+    *_seq2seq_layer_rules("decoder"),
+    ("lm_head.", "lm_head."),
+    ("final_logits_bias", "final_logits_bias"),
+)
+# Marian's sinusoids are computed (and not saved); BART's positions are learned, and it normalises the embeddings.
+MARIAN_POSITION_RULES: tuple[Rule, ...] = (("model.{side}.embed_positions.", None),)
+BART_EMBEDDING_RULES: tuple[Rule, ...] = (
+    ("model.{side}.embed_positions.", "model.{side}.embed_positions."),
+    ("model.{side}.layernorm_embedding.", "model.{side}.embed_norm."),
+)
+SIDES = ("encoder", "decoder")
+
+
+def _both_sides(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    return tuple(
+        (source.replace("{side}", side), target.replace("{side}", side) if isinstance(target, str) else target)
+        for side in SIDES
+        for source, target in rules
+    )
+
+
+# BART offsets every position by 2 (`BartLearnedPositionalEmbedding.offset`): its first two rows are never read.
+BART_POSITION_OFFSET = 2
+
+
+def _drop_bart_offset(state_dict: StateDict, config: PreTrainedConfig) -> StateDict:
+    for side in SIDES:
+        key = f"model.{side}.embed_positions.weight"
+        if key in state_dict:
+            state_dict[key] = state_dict[key][BART_POSITION_OFFSET:].contiguous()
+    return state_dict
+
+
+def _with_shared_embedding(state_dict: StateDict) -> StateDict:
+    """transformers' encoder-decoders keep the shared matrix as `model.shared` beside both sides' copies of it."""
+    if "model.encoder.embed_tokens.weight" in state_dict:
+        state_dict.setdefault("model.shared.weight", state_dict["model.encoder.embed_tokens.weight"])
+    return state_dict
+
+
+def _to_bart(state_dict: StateDict, config: PreTrainedConfig) -> StateDict:
+    for side in SIDES:
+        key = f"model.{side}.embed_positions.weight"
+        positions = state_dict[key]
+        state_dict[key] = torch.cat((positions.new_zeros(BART_POSITION_OFFSET, positions.shape[1]), positions))
+    return _with_shared_embedding(state_dict)
+
+
+def _to_marian(state_dict: StateDict, config: PreTrainedConfig) -> StateDict:
+    """Marian's position tables are parameters that `from_pretrained` computes: a conversion computes them too."""
+    table = sinusoidal_table(config.max_position_embeddings, config.d_model, "halves")
+    for side in SIDES:
+        state_dict[f"model.{side}.embed_positions.weight"] = table.clone()
+    return _with_shared_embedding(state_dict)
+
 
 BERT_MLM_RULES: tuple[Rule, ...] = (
     ("cls.predictions.transform.dense.", "lm_head.dense."),
@@ -343,12 +493,42 @@ IMPORTS: dict[str, Conversion] = {
             Head(ViTModel, CustomTransformerModel, rules=(("vit.pooler.", None),)),
         ),
     ),
+    "marian": Conversion(
+        config=_symmetric(_custom_config("marian", MARIAN_FIELDS, common_fields=SEQ2SEQ_COMMON_FIELDS), MARIAN_COPIES),
+        required={},
+        rules=(*_both_sides(MARIAN_POSITION_RULES), *SEQ2SEQ_RULES),
+        heads=(
+            Head(MarianMTModel, CustomTransformerForConditionalGeneration),
+            Head(MarianModel, CustomTransformerSeq2SeqModel),
+        ),
+    ),
+    "bart": Conversion(
+        config=_symmetric(_custom_config("bart", SEQ2SEQ_FIELDS, common_fields=SEQ2SEQ_COMMON_FIELDS), DECODER_COPIES),
+        required={},
+        rules=(*_both_sides(BART_EMBEDDING_RULES), *SEQ2SEQ_RULES),
+        heads=(
+            Head(BartForConditionalGeneration, CustomTransformerForConditionalGeneration),
+            Head(BartModel, CustomTransformerSeq2SeqModel),
+        ),
+        adjust=_drop_bart_offset,
+    ),
 }
 
 
 def _invert(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
     return tuple((target, source) for source, target in rules if isinstance(target, str))
 
+
+# What Marian and BART share: the post-LN encoder-decoder with biased projections and a plain MLP.
+SEQ2SEQ_REQUIRED = {
+    "is_encoder_decoder": (True, "it is an encoder-decoder"),
+    "norm_type": ("layernorm", "it normalises with LayerNorm"),
+    "norm_placement": ("post", "it normalises after each sublayer"),
+    "mlp_type": ("plain", "its MLP is two linear layers"),
+    "attention_bias": (True, "its attention projections have biases"),
+    "mlp_bias": (True, "its MLP layers have biases"),
+    "type_vocab_size": (0, "it has no token-type embeddings"),
+}
 
 EXPORTS: dict[str, Conversion] = {
     "llama": Conversion(
@@ -389,6 +569,36 @@ EXPORTS: dict[str, Conversion] = {
         rules=_invert(VIT_RULES),
         heads=(Head(CustomTransformerForImageClassification, ViTForImageClassification),),
     ),
+    "marian": Conversion(
+        config=marian_config_from,
+        required={
+            **SEQ2SEQ_REQUIRED,
+            "position_embedding_type": ("sinusoidal", "Marian's positions are fixed sinusoids"),
+            "sinusoid_layout": ("halves", "Marian puts the sines and the cosines in two halves"),
+            "embedding_norm": (False, "Marian does not normalise its embeddings"),
+        },
+        rules=_invert(SEQ2SEQ_RULES),
+        heads=(
+            Head(CustomTransformerForConditionalGeneration, MarianMTModel),
+            Head(CustomTransformerSeq2SeqModel, MarianModel),
+        ),
+        adjust=_to_marian,
+    ),
+    "bart": Conversion(
+        config=bart_config_from,
+        required={
+            **SEQ2SEQ_REQUIRED,
+            "position_embedding_type": ("learned", "BART learns its positions"),
+            "embedding_norm": (True, "BART normalises the embeddings of both sides"),
+            "share_encoder_decoder_embeddings": (True, "BART's sides share one embedding matrix"),
+        },
+        rules=_invert((*_both_sides(BART_EMBEDDING_RULES), *SEQ2SEQ_RULES)),
+        heads=(
+            Head(CustomTransformerForConditionalGeneration, BartForConditionalGeneration),
+            Head(CustomTransformerSeq2SeqModel, BartModel),
+        ),
+        adjust=_to_bart,
+    ),
 }
 
 TARGET_FAMILIES = ("custom_transformer", *EXPORTS)
@@ -401,8 +611,9 @@ TARGET_FAMILIES = ("custom_transformer", *EXPORTS)
 def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "custom_transformer") -> PreTrainedModel:
     """Convert the checkpoint in `source_dir` and save it to `target_dir`; returns the converted model.
 
-    `to_family="custom_transformer"` reads Llama, GPT-2, BERT and ViT checkpoints; `to_family="llama"` (`"vit"`)
-    exports a llama-preset (vit-preset) custom_transformer checkpoint to transformers' class. The output is written beside `target_dir` and
+    `to_family="custom_transformer"` reads Llama, GPT-2, BERT, ViT, Marian and BART checkpoints; `to_family="llama"`
+    (`"vit"`, `"marian"`, `"bart"`) exports a custom_transformer checkpoint of that family's switches to
+    transformers' class. The output is written beside `target_dir` and
     swapped in at the end (`replacing_directory`): a failure or a kill leaves `target_dir` as it was, or converted.
     """
     if not Path(source_dir).is_dir() and not _is_repo_id(str(source_dir)):  # else the Hub's "Repo id must be..."
@@ -415,7 +626,7 @@ def convert(source_dir: str | Path, target_dir: str | Path, to_family: str = "cu
     target_config = _config(conversion, config, description)
     head = _head(conversion, config, description)
     source = _load_source(head.source, source_dir)
-    state_dict = rename(_linear_state_dict(source), head.rules + conversion.rules)
+    state_dict = conversion.adjust(rename(_linear_state_dict(source), head.rules + conversion.rules), target_config)
     target = _build(head.target, target_config, state_dict, head.zero_filled).to(source.dtype)
     if target.can_generate() and source.can_generate():
         target.generation_config = source.generation_config
@@ -597,6 +808,7 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, embedding: nn.Embedding, 
     config = CustomTransformerConfig.from_preset(
         "vaswani",
         **{
+            "is_encoder_decoder": False,  # the preset's encoder alone
             "vocab_size": embedding.num_embeddings,
             "hidden_size": attention.embed_dim,
             "num_hidden_layers": len(encoder.layers),

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from transformers import (
+    BartForConditionalGeneration,
     BertForMaskedLM,
     GPT2LMHeadModel,
     LlamaForCausalLM,
+    MarianMTModel,
     PreTrainedConfig,
     PreTrainedModel,
     ViTForImageClassification,
@@ -24,9 +26,11 @@ from .convert import (
     EXPORTS,
     IMPORTS,
     Conversion,
+    bart_config_from,
     bert_config_from,
     gpt2_config_from,
     llama_config_from,
+    marian_config_from,
     vit_config_from,
 )
 
@@ -48,6 +52,9 @@ FAMILIES = {
     "gpt2": Family("gpt2", GPT2LMHeadModel, gpt2_config_from, IMPORTS["gpt2"]),
     "bert": Family("bert", BertForMaskedLM, bert_config_from, IMPORTS["bert"]),
     "vit": Family("vit", ViTForImageClassification, vit_config_from, IMPORTS["vit"], EXPORTS["vit"]),
-    # The 2017 encoder: transformers has no class of it; `convert.from_torch_encoder` takes torch's own.
+    "marian": Family("marian", MarianMTModel, marian_config_from, IMPORTS["marian"], EXPORTS["marian"]),
+    "bart": Family("bart", BartForConditionalGeneration, bart_config_from, IMPORTS["bart"], EXPORTS["bart"]),
+    # The 2017 encoder-decoder as the paper writes it (interleaved sinusoids): transformers has no class of it, and
+    # `convert.from_torch_encoder` takes torch's own encoder into the preset's encoder alone.
     "vaswani": Family("vaswani"),
 }

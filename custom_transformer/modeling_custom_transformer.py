@@ -1,7 +1,7 @@
-"""One configurable Transformer: BERT, GPT-2, Llama, the 2017 post-LN Transformer and ViT are configurations of it.
+"""One configurable Transformer: BERT, GPT-2, Llama, the 2017 encoder-decoder (Marian, BART) and ViT are configurations.
 
 Every architectural switch of `CustomTransformerConfig` is one row of a small table (`NORMS`, `MLPS`,
-`POSITION_SCHEMES`, `NORM_PLACEMENTS`, `TOKEN_TYPES`, `STACKS`, `INPUT_EMBEDDINGS`, `POOLINGS`), looked up once
+`POSITION_SCHEMES`, `SINUSOID_LAYOUTS`, `NORM_PLACEMENTS`, `TOKEN_TYPES`, `STACKS`, `INPUT_EMBEDDINGS`, `POOLINGS`), looked up once
 in `__init__`, so each `forward` below reads top to bottom without branching on the config. The structure follows
 transformers' Llama: attention through `ALL_ATTENTION_FUNCTIONS`, `Cache` objects, masks from `masking_utils`,
 outputs recorded with hooks. This file and its relative imports are copied into every checkpoint, so it only
@@ -19,20 +19,24 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
+    BaseModelOutput,
     BaseModelOutputWithPast,
+    BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithPast,
     ImageClassifierOutput,
     MaskedLMOutput,
     QuestionAnsweringModelOutput,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs, can_return_tuple, is_torchdynamo_compiling
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, is_torchdynamo_compiling
 
 from .checkpoint_io import (
     is_writing_rank,
@@ -50,6 +54,7 @@ from .transformers_compat import (
     NEEDS_CACHE_POSITION,
     bidirectional_mask,
     causal_mask,
+    cross_attention_mask,
     pop_cache,
     record_outputs,
     slice_logits_to_keep,
@@ -111,14 +116,24 @@ class LearnedPositionEmbedding(nn.Embedding):
         return hidden_states + super().forward(position_ids)
 
 
-def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d))  (Vaswani et al. 2017, 3.5)."""
-    position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(num_positions, dim)
-    table[:, 0::2] = torch.sin(position * inv_freq)
-    table[:, 1::2] = torch.cos(position * inv_freq)
-    return table
+def interleaved(angles: torch.Tensor) -> torch.Tensor:
+    """sin on even columns, cos on odd ones: the paper's PE(pos, 2i) and PE(pos, 2i+1)."""
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+
+
+def halves(angles: torch.Tensor) -> torch.Tensor:
+    """All the sines, then all the cosines (Marian, fairseq, tensor2tensor)."""
+    return torch.cat((angles.sin(), angles.cos()), dim=-1)
+
+
+SINUSOID_LAYOUTS = {"interleaved": interleaved, "halves": halves}
+
+
+def sinusoidal_table(num_positions: int, dim: int, layout: str = "interleaved") -> torch.Tensor:
+    """sin and cos of pos / 10000^(2i/d) (Vaswani et al. 2017, 3.5), in float64 as Marian computes them (numpy)."""
+    position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)
+    angles = position / 10000.0 ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    return SINUSOID_LAYOUTS[layout](angles).float()
 
 
 class SinusoidalPositionEmbedding(nn.Module):
@@ -130,11 +145,15 @@ class SinusoidalPositionEmbedding(nn.Module):
 
     def __init__(self, config: CustomTransformerConfig):
         super().__init__()
-        self.num_positions, self.dim = config.max_position_embeddings, config.hidden_size
-        self.register_buffer("table", sinusoidal_table(self.num_positions, self.dim), persistent=False)
+        self.num_positions, self.dim, self.layout = (
+            config.max_position_embeddings,
+            config.hidden_size,
+            config.sinusoid_layout,
+        )
+        self.register_buffer("table", sinusoidal_table(self.num_positions, self.dim, self.layout), persistent=False)
 
     def forward(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        return hidden_states + self.table[position_ids]
+        return hidden_states + self.table[position_ids].to(hidden_states.dtype)
 
 
 class TokenTypeEmbedding(nn.Embedding):
@@ -258,10 +277,11 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return attn_output, attn_weights
 
 
-class CustomTransformerAttention(nn.Module):
-    """Multi-head attention with optional grouped key/value heads; causal for decoders, bidirectional otherwise."""
+class MultiHeadAttention(nn.Module):
+    """Query, key, value and output projections with optional grouped key/value heads, and the attention kernel
+    (`config._attn_implementation`) between them: what self-attention and cross-attention share."""
 
-    def __init__(self, config: CustomTransformerConfig, layer_idx: int):
+    def __init__(self, config: CustomTransformerConfig, layer_idx: int, is_causal: bool):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
@@ -269,35 +289,19 @@ class CustomTransformerAttention(nn.Module):
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
-        self.is_causal = STACKS[config.stack].is_causal  # read by the sdpa / flash kernels when no mask is built
+        self.is_causal = is_causal  # read by the sdpa / flash kernels when no mask is built
         bias = config.attention_bias
         self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
         output_projection = OUTPUT_PROJECTIONS[config.scale_residual_init]
         self.o_proj = output_projection(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
-        self.rotate = POSITION_SCHEMES[config.position_embedding_type].rotate
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-        cache_position: torch.LongTensor | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        cache = kwargs.pop(CACHE_KWARG, None)  # under the name gradient checkpointing clears
-        input_shape = hidden_states.shape[:-1]
-        hidden_shape = (*input_shape, -1, self.head_dim)  # -1 heads: correct under tensor parallelism too
+    def heads(self, projection: nn.Linear, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, hidden) -> (batch, heads, seq, head_dim); -1 heads is correct under tensor parallelism too."""
+        return projection(hidden_states).view(*hidden_states.shape[:-1], -1, self.head_dim).transpose(1, 2)
 
-        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        query, key = self.rotate(query, key, position_embeddings)
-
-        if cache is not None:
-            key, value = update_cache(cache, key, value, self.layer_idx, cache_position, kwargs)
-
+    def attend(self, query, key, value, attention_mask, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         # `set_attn_implementation` switches kernels only in files that contain this call (5.1+) or, for 5.0,
         # `ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]`: transformers searches the source text.
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -313,8 +317,59 @@ class CustomTransformerAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        attn_output = self.o_proj(attn_output.reshape(*input_shape, -1).contiguous())
+        attn_output = self.o_proj(attn_output.reshape(*attn_output.shape[:2], -1).contiguous())
         return attn_output, attn_weights
+
+
+class CustomTransformerAttention(MultiHeadAttention):
+    """Self-attention: causal in decoders, bidirectional in encoders, rotary positions applied where configured."""
+
+    def __init__(self, config: CustomTransformerConfig, layer_idx: int, is_causal: bool):
+        super().__init__(config, layer_idx, is_causal)
+        self.rotate = POSITION_SCHEMES[config.position_embedding_type].rotate
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache_position: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cache = kwargs.pop(CACHE_KWARG, None)  # under the name gradient checkpointing clears
+        query, key = self.heads(self.q_proj, hidden_states), self.heads(self.k_proj, hidden_states)
+        value = self.heads(self.v_proj, hidden_states)
+        query, key = self.rotate(query, key, position_embeddings)
+        if cache is not None:
+            key, value = update_cache(cache, key, value, self.layer_idx, cache_position, kwargs)
+        return self.attend(query, key, value, attention_mask, **kwargs)
+
+
+class CustomTransformerCrossAttention(MultiHeadAttention):
+    """The decoder's attention to the encoder's output (encoder-decoders): queries from the decoder, keys and values
+    from the encoder, projected once per source and then read back from the cross-attention half of the cache."""
+
+    def __init__(self, config: CustomTransformerConfig, layer_idx: int):
+        super().__init__(config, layer_idx, is_causal=False)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: EncoderDecoderCache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        query = self.heads(self.q_proj, hidden_states)
+        if cache is not None and cache.is_updated.get(self.layer_idx):
+            layer = cache.cross_attention_cache.layers[self.layer_idx]
+            key, value = layer.keys, layer.values
+        else:
+            key, value = self.heads(self.k_proj, encoder_hidden_states), self.heads(self.v_proj, encoder_hidden_states)
+            if cache is not None:
+                key, value = update_cache(cache.cross_attention_cache, key, value, self.layer_idx, None, kwargs)
+                cache.is_updated[self.layer_idx] = True
+        return self.attend(query, key, value, attention_mask, **kwargs)
 
 
 class Activation(nn.Module):
@@ -408,9 +463,9 @@ class CustomTransformerLayer(GradientCheckpointingLayer):
     post (2017, BERT):    x = attention_norm(x + attn(x));   x = mlp_norm(x + mlp(x))
     """
 
-    def __init__(self, config: CustomTransformerConfig, layer_idx: int):
+    def __init__(self, config: CustomTransformerConfig, layer_idx: int, is_causal: bool):
         super().__init__()
-        self.self_attn = CustomTransformerAttention(config, layer_idx)
+        self.self_attn = CustomTransformerAttention(config, layer_idx, is_causal)
         self.mlp = MLPS[config.mlp_type](config)
         self.attention_norm = build_norm(config)
         self.mlp_norm = build_norm(config)
@@ -423,15 +478,107 @@ class CustomTransformerLayer(GradientCheckpointingLayer):
         return self.residual(hidden_states, self.mlp, self.mlp_norm, self.dropout)
 
 
+class CustomTransformerDecoderLayer(CustomTransformerLayer):
+    """A decoder layer of an encoder-decoder: causal self-attention, then attention to the encoder's output, then
+    the MLP, each with its residual connection and norm placed as in `CustomTransformerLayer` (Marian, BART)."""
+
+    def __init__(self, config: CustomTransformerConfig, layer_idx: int, is_causal: bool):
+        super().__init__(config, layer_idx, is_causal)
+        self.cross_attn = CustomTransformerCrossAttention(config, layer_idx)
+        self.cross_attention_norm = build_norm(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,  # positional, so gradient checkpointing passes its gradient
+        encoder_attention_mask: torch.Tensor | None = None,
+        encoder_decoder_cache: EncoderDecoderCache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attend = lambda x: self.self_attn(x, **kwargs)[0]  # noqa: E731 - the weights are recorded by a hook
+        hidden_states = self.residual(hidden_states, attend, self.attention_norm, self.dropout)
+        read_encoder = lambda x: self.cross_attn(  # noqa: E731
+            x, encoder_hidden_states, encoder_attention_mask, encoder_decoder_cache
+        )[0]
+        hidden_states = self.residual(hidden_states, read_encoder, self.cross_attention_norm, self.dropout)
+        return self.residual(hidden_states, self.mlp, self.mlp_norm, self.dropout)
+
+
+def split_cache(cache: Cache | None) -> tuple[Cache | None, EncoderDecoderCache | None]:
+    """The self-attention cache, and the cache holding the encoder's keys and values if there is one."""
+    if isinstance(cache, EncoderDecoderCache):
+        return cache.self_attention_cache, cache
+    return cache, None
+
+
+def no_cache(config: CustomTransformerConfig) -> None:
+    return None
+
+
+def dynamic_cache(config: CustomTransformerConfig) -> Cache:
+    return DynamicCache(config=config)
+
+
+def encoder_decoder_cache(config: CustomTransformerConfig) -> Cache:
+    return EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+
+
+def no_encoder(config, inputs_embeds, encoder_hidden_states, encoder_attention_mask, cache) -> tuple[tuple, dict]:
+    if encoder_hidden_states is not None:
+        raise ValueError(
+            "encoder_hidden_states were given to a stack without cross-attention: only the decoder of an "
+            "encoder-decoder (is_encoder_decoder=True) reads an encoder's output."
+        )
+    return (), {}
+
+
+def read_encoder(config, inputs_embeds, encoder_hidden_states, encoder_attention_mask, cache) -> tuple[tuple, dict]:
+    """What each decoder layer of an encoder-decoder needs to attend to the encoder: its states, mask and cache."""
+    if encoder_hidden_states is None:
+        raise ValueError(
+            "The decoder of an encoder-decoder attends to the encoder's output: pass encoder_hidden_states, or call "
+            "the whole model (CustomTransformerSeq2SeqModel or ...ForConditionalGeneration), which runs the encoder."
+        )
+    mask = cross_attention_mask(config, inputs_embeds, encoder_attention_mask, encoder_hidden_states)
+    return (encoder_hidden_states,), {"encoder_attention_mask": mask, "encoder_decoder_cache": cache}
+
+
+def encoder_depth(config: CustomTransformerConfig) -> int:
+    return config.num_hidden_layers
+
+
+def decoder_depth(config: CustomTransformerConfig) -> int:
+    return config.decoder_layers
+
+
 @dataclass(frozen=True)
 class Stack:
-    """How a stack of layers attends: the mask its layers get, and whether kernels may assume a causal one."""
+    """How a stack of layers attends: the mask its layers get, whether kernels may assume a causal one, its layers
+    and how many, the cache `use_cache` starts, and what else its layers read (an encoder's output)."""
 
     build_mask: Callable
     is_causal: bool
+    new_cache: Callable[[CustomTransformerConfig], Cache | None]
+    layer: type[CustomTransformerLayer] = CustomTransformerLayer
+    depth: Callable[[CustomTransformerConfig], int] = encoder_depth
+    cross_inputs: Callable = no_encoder
+    output: type = BaseModelOutputWithPast
 
 
-STACKS = {"decoder": Stack(causal_mask, is_causal=True), "encoder": Stack(bidirectional_mask, is_causal=False)}
+# Keyed by `config.stack`; an encoder-decoder is two stacks, "encoder" and "seq2seq-decoder".
+STACKS = {
+    "decoder": Stack(causal_mask, is_causal=True, new_cache=dynamic_cache),
+    "encoder": Stack(bidirectional_mask, is_causal=False, new_cache=no_cache),  # nothing to reuse: it reads all at once
+    "seq2seq-decoder": Stack(
+        causal_mask,
+        is_causal=True,
+        new_cache=encoder_decoder_cache,
+        layer=CustomTransformerDecoderLayer,
+        depth=decoder_depth,
+        cross_inputs=read_encoder,
+        output=BaseModelOutputWithPastAndCrossAttentions,
+    ),
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -592,7 +739,11 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
-    _can_record_outputs = {"hidden_states": CustomTransformerLayer, "attentions": CustomTransformerAttention}
+    _can_record_outputs = {
+        "hidden_states": CustomTransformerLayer,
+        "attentions": CustomTransformerAttention,
+        "cross_attentions": CustomTransformerCrossAttention,
+    }
 
     def __init__(self, config: CustomTransformerConfig, *inputs, **kwargs):
         super().__init__(config, *inputs, **kwargs)
@@ -611,11 +762,13 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
             std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, SinusoidalPositionEmbedding):
-            init.copy_(module.table, sinusoidal_table(module.num_positions, module.dim))
+            init.copy_(module.table, sinusoidal_table(module.num_positions, module.dim, module.layout))
         elif isinstance(module, CustomTransformerRotaryEmbedding):
             inv_freq, _ = module.compute_inv_freq()
             init.copy_(module.inv_freq, inv_freq)
             init.copy_(module.original_inv_freq, inv_freq)
+        elif isinstance(module, CustomTransformerForConditionalGeneration):
+            init.zeros_(module.final_logits_bias)
 
     def tie_weights(self, *args, **kwargs):
         super().tie_weights(*args, **kwargs)
@@ -687,13 +840,24 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
 
 
 class CustomTransformerModel(CustomTransformerPreTrainedModel):
-    """The bare Transformer: embeddings, a stack of layers, and the final norm of pre-norm stacks."""
+    """The bare Transformer: embeddings, a stack of layers, and the final norm of pre-norm stacks.
+
+    An encoder-decoder is two of them (`CustomTransformerSeq2SeqModel`), built with `stack="encoder"` and
+    `stack="seq2seq-decoder"`; every other config is one, of `config.stack`.
+    """
 
     auto_class = "AutoModel"
     input_kinds = tuple(INPUT_EMBEDDINGS)
 
-    def __init__(self, config: CustomTransformerConfig):
+    def __init__(self, config: CustomTransformerConfig, stack: str | None = None):
         super().__init__(config)
+        if stack is None and config.stack not in STACKS:
+            raise ValueError(
+                f"CustomTransformerModel is one stack of layers, and this config is an {config.stack}: build "
+                "CustomTransformerSeq2SeqModel (AutoModel) or CustomTransformerForConditionalGeneration "
+                "(AutoModelForSeq2SeqLM) from it."
+            )
+        stack = STACKS[stack or config.stack]
         positions = POSITION_SCHEMES[config.position_embedding_type]
         inputs = INPUT_EMBEDDINGS[config.input_embedding]
         self.add_module(inputs.attribute, inputs.module(config))  # `embed_tokens`, as every text checkpoint names it
@@ -705,9 +869,10 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         self.embed_norm = build_norm(config) if config.embedding_norm else nn.Identity()
         self.embed_dropout = nn.Dropout(config.hidden_dropout)
         self.rotary_emb = positions.rotary(config)
-        self.layers = nn.ModuleList(CustomTransformerLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(stack.layer(config, i, stack.is_causal) for i in range(stack.depth(config)))
         self.norm = NORM_PLACEMENTS[config.norm_placement].final_norm(config)
-        self.build_mask = STACKS[config.stack].build_mask
+        self.build_mask, self.new_cache, self.cross_inputs = stack.build_mask, stack.new_cache, stack.cross_inputs
+        self.output_class = stack.output
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -730,10 +895,13 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         cache_position: torch.LongTensor | None = None,
         pixel_values: torch.FloatTensor | None = None,
         interpolate_pos_encoding: bool | None = None,
+        encoder_hidden_states: torch.FloatTensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         """Reads `input_ids` or, for `input_embedding="patches"`, `pixel_values` (`interpolate_pos_encoding=True`
-        for images of another size than `config.image_size`), or `inputs_embeds`."""
+        for images of another size than `config.image_size`), or `inputs_embeds`; the decoder of an encoder-decoder
+        also reads the encoder's output (`encoder_hidden_states`, masked by `encoder_attention_mask`)."""
         main_input = pixel_values if self.main_input_name == "pixel_values" else input_ids
         if (main_input is None) ^ (inputs_embeds is not None):
             raise ValueError(f"You must specify exactly one of {self.main_input_name} or inputs_embeds")
@@ -741,7 +909,8 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
             inputs_embeds = self.embed(self.get_input_embeddings(), main_input, interpolate_pos_encoding)
         cache = pop_cache(past_key_values, kwargs)
         if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
+            cache = self.new_cache(self.config)
+        self_attention_cache, encoder_decoder_cache = split_cache(cache)
         # A paged cache (continuous batching) has no length: generate then always passes positions.
         if cache_position is None and (position_ids is None or NEEDS_CACHE_POSITION):
             past_seen = cache.get_seq_length() if cache is not None else 0
@@ -750,7 +919,12 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         if position_ids is None:
             position_ids = cache_position.unsqueeze(0)
 
-        mask = self.build_mask(self.config, inputs_embeds, attention_mask, cache_position, cache, position_ids)
+        mask = self.build_mask(
+            self.config, inputs_embeds, attention_mask, cache_position, self_attention_cache, position_ids
+        )
+        cross_args, cross_kwargs = self.cross_inputs(
+            self.config, inputs_embeds, encoder_hidden_states, encoder_attention_mask, encoder_decoder_cache
+        )
 
         hidden_states = self.embed_positions(inputs_embeds * self.embed_scale, position_ids)
         hidden_states = self.embed_token_types(hidden_states, token_type_ids)
@@ -760,14 +934,16 @@ class CustomTransformerModel(CustomTransformerPreTrainedModel):
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states,
+                *cross_args,
                 attention_mask=mask,
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
                 cache_position=cache_position,
-                **{CACHE_KWARG: cache},
+                **{CACHE_KWARG: self_attention_cache},
+                **cross_kwargs,
                 **kwargs,
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), **{CACHE_FIELD: cache})
+        return self.output_class(last_hidden_state=self.norm(hidden_states), **{CACHE_FIELD: cache})
 
 
 class CustomTransformerForCausalLM(CustomTransformerPreTrainedModel, GenerationMixin):
@@ -960,14 +1136,20 @@ class CustomTransformerForSequenceClassification(CustomTransformerPreTrainedMode
         **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
-        pooled = self.pooler(outputs.last_hidden_state, attention_mask, input_ids)
-        logits = self.score(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        loss, logits = self.classify(outputs, labels, attention_mask, input_ids)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+    def classify(
+        self, outputs, labels, attention_mask=None, input_ids=None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The loss (None without labels) and the logits of the pooled sequence."""
+        logits = self.score(self.dropout(self.pooler(outputs.last_hidden_state, attention_mask, input_ids)))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        return loss, logits
 
 
 class CustomTransformerForTokenClassification(CustomTransformerPreTrainedModel):
@@ -1045,24 +1227,15 @@ class CustomTransformerForQuestionAnswering(CustomTransformerPreTrainedModel):
         )
 
 
-class CustomTransformerForImageClassification(CustomTransformerPreTrainedModel):
-    """An image's class from its [CLS] vector (ViT); `config.problem_type` picks the loss, as for text."""
+class CustomTransformerForImageClassification(CustomTransformerForSequenceClassification):
+    """An image's class from its [CLS] vector (ViT): the sequence classifier reading patches; `config.problem_type`
+    picks the loss, as for text."""
 
     auto_class = "AutoModelForImageClassification"
     stacks = ("encoder",)
     input_kinds = ("patches",)
     main_input_name = "pixel_values"
     input_modalities = "image"
-    accepts_loss_kwargs = False  # mean loss over this batch, see sequence classification
-
-    def __init__(self, config: CustomTransformerConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.model = CustomTransformerModel(config)
-        self.pooler = SequencePooler(config)
-        self.dropout = classifier_dropout(config)
-        self.score = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
     @can_return_tuple
     def forward(
@@ -1075,12 +1248,202 @@ class CustomTransformerForImageClassification(CustomTransformerPreTrainedModel):
         outputs = self.model(
             pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, use_cache=False, **kwargs
         )
-        logits = self.score(self.dropout(self.pooler(outputs.last_hidden_state)))
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        loss, logits = self.classify(outputs, labels)
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoder-decoders
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """The decoder's inputs for `labels`: the start token, then the labels but the last, with -100 read as padding."""
+    shifted = labels.new_zeros(labels.shape)
+    shifted[:, 1:] = labels[:, :-1].clone()
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill_(shifted == -100, pad_token_id)
+
+
+class CustomTransformerSeq2SeqModel(CustomTransformerPreTrainedModel):
+    """The bare encoder-decoder (2017 Transformer, Marian, BART): the encoder reads the source once, and the
+    decoder attends causally to what it has written and to the encoder's output."""
+
+    auto_class = "AutoModel"
+    stacks = ("encoder-decoder",)
+    # accelerate (FSDP, device maps) wraps each class named here, and refuses a name the model does not have.
+    _no_split_modules = ["CustomTransformerLayer", "CustomTransformerDecoderLayer"]
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.encoder = CustomTransformerModel(config, stack="encoder")
+        self.decoder = CustomTransformerModel(config, stack="seq2seq-decoder")
+        self._tied_weights_keys = shared_embeddings(config, prefix="")
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.encoder.set_input_embeddings(value)
+        if self.config.share_encoder_decoder_embeddings:
+            self.decoder.set_input_embeddings(value)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        decoder_position_ids: torch.LongTensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        decoder_inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> Seq2SeqModelOutput:
+        """`encoder_outputs` skips the encoder (`generate` runs it once); `decoder_input_ids` are the target so far."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, ModelOutput):  # a tuple, as `return_dict=False` returns them
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            position_ids=decoder_position_ids,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=pop_cache(past_key_values, kwargs),
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            **{CACHE_FIELD: getattr(decoder_outputs, CACHE_FIELD)},
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+def shared_embeddings(config: CustomTransformerConfig, prefix: str) -> dict[str, str]:
+    """The decoder reads the encoder's embedding matrix when `share_encoder_decoder_embeddings` (tied weights)."""
+    if not config.share_encoder_decoder_embeddings:
+        return {}
+    return {f"{prefix}decoder.embed_tokens.weight": f"{prefix}encoder.embed_tokens.weight"}
+
+
+class CustomTransformerForConditionalGeneration(CustomTransformerPreTrainedModel, GenerationMixin):
+    """Sequence-to-sequence generation (translation, summarisation): the encoder-decoder and a projection to the
+    vocabulary plus a fixed bias (`final_logits_bias`, as Marian and BART). Labels are the target itself: the decoder
+    reads them shifted right behind `decoder_start_token_id`, and the loss compares position by position."""
+
+    auto_class = "AutoModelForSeq2SeqLM"
+    stacks = ("encoder-decoder",)
+    _no_split_modules = CustomTransformerSeq2SeqModel._no_split_modules
+
+    def __init__(self, config: CustomTransformerConfig):
+        super().__init__(config)
+        self.model = CustomTransformerSeq2SeqModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
+        source = "model.encoder" if config.share_encoder_decoder_embeddings else "model.decoder"
+        self._tied_weights_keys = {
+            "lm_head.weight": f"{source}.embed_tokens.weight",
+            **shared_embeddings(config, "model."),
+        }
+        self.post_init()
+
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        """Both sides read one vocabulary: resize the decoder's embedding too when it has its own, and the bias."""
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        vocab_size = embeddings.weight.shape[0]
+        if not self.config.share_encoder_decoder_embeddings:
+            decoder = self.model.decoder
+            decoder.set_input_embeddings(self._get_resized_embeddings(decoder.get_input_embeddings(), vocab_size))
+        bias = self.final_logits_bias[:, :vocab_size]
+        padding = bias.new_zeros(1, vocab_size - bias.shape[1])
+        self.register_buffer("final_logits_bias", torch.cat((bias, padding), dim=1))
+        return embeddings
+
+    def get_encoder(self) -> CustomTransformerModel:
+        return self.model.encoder
+
+    def get_decoder(self) -> CustomTransformerModel:
+        return self.model.decoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """What `DataCollatorForSeq2Seq` calls to give each batch its `decoder_input_ids`."""
+        for field in ("decoder_start_token_id", "pad_token_id"):
+            if getattr(self.config, field) is None:
+                raise ValueError(
+                    f"config.{field} is None, so the decoder's inputs cannot be made from the labels: set it to the "
+                    "tokenizer's id (Marian starts and pads with <pad>; BART starts with </s> and pads with <pad>)."
+                )
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        decoder_position_ids: torch.LongTensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        decoder_inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> Seq2SeqLMOutput:
+        if labels is not None:
+            use_cache = False  # training reads whole targets at once
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            decoder_position_ids=decoder_position_ids,
+            encoder_outputs=encoder_outputs,
+            past_key_values=pop_cache(past_key_values, kwargs),
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states) + self.final_logits_bias.to(hidden_states.dtype)
+        loss = None
+        if labels is not None:
+            # The labels are already aligned with the logits: `shift_labels` stops the causal-LM loss from shifting
+            # them again, and it honours `num_items_in_batch` (gradient accumulation, DDP) as for the causal LM.
+            loss = self.loss_function(
+                logits=logits, labels=None, shift_labels=labels, vocab_size=self.config.vocab_size, **kwargs
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
         )
 
 
@@ -1096,8 +1459,9 @@ HEADS = (
     CustomTransformerForTokenClassification,
     CustomTransformerForQuestionAnswering,
     CustomTransformerForImageClassification,
+    CustomTransformerSeq2SeqModel,
+    CustomTransformerForConditionalGeneration,
 )
-AUTO_CLASSES = {head.auto_class: head for head in HEADS}
 
 CustomTransformerConfig.register_for_auto_class()
 for _head in HEADS:
@@ -1127,4 +1491,6 @@ __all__ = [
     "CustomTransformerForTokenClassification",
     "CustomTransformerForQuestionAnswering",
     "CustomTransformerForImageClassification",
+    "CustomTransformerSeq2SeqModel",
+    "CustomTransformerForConditionalGeneration",
 ]

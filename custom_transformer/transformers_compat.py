@@ -97,7 +97,8 @@ def pop_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
 
 
 def update_cache(cache: Cache, key, value, layer_idx: int, cache_position, attention_kwargs: dict):
-    """Append this step's keys and values to the cache and return all of them."""
+    """Append this step's keys and values to the cache and return all of them (`cache_position=None`: the encoder's
+    keys and values, written once from the start of a cross-attention cache)."""
     if _UPDATE_TAKES_CACHE_KWARGS:
         return cache.update(key, value, layer_idx, {"cache_position": cache_position})
     return cache.update(key, value, layer_idx, kwargs=attention_kwargs)
@@ -119,6 +120,16 @@ def bidirectional_mask(config, inputs_embeds, attention_mask, cache_position, ca
     """Padding-only (encoder) mask; same signature as `causal_mask` so the model picks one at construction."""
     return create_bidirectional_mask(
         config=config, attention_mask=attention_mask, **{_BIDIRECTIONAL_EMBEDS_KEYWORD: inputs_embeds}
+    )
+
+
+def cross_attention_mask(config, inputs_embeds, encoder_attention_mask, encoder_hidden_states):
+    """The mask of the decoder's attention to the encoder: the encoder's padding, for every decoder position."""
+    return create_bidirectional_mask(
+        config=config,
+        attention_mask=encoder_attention_mask,
+        encoder_hidden_states=encoder_hidden_states,
+        **{_BIDIRECTIONAL_EMBEDS_KEYWORD: inputs_embeds},
     )
 
 

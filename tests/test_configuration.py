@@ -52,7 +52,9 @@ def test_preset_overrides_replace_preset_values():
 
 
 def test_unknown_preset_lists_the_known_ones():
-    with pytest.raises(ValueError, match="Unknown preset 'gpt5'. Known presets: bert, gpt2, llama, vaswani"):
+    with pytest.raises(
+        ValueError, match="Unknown preset 'gpt5'. Known presets: bart, bert, gpt2, llama, marian, vaswani, vit."
+    ):
         CustomTransformerConfig.from_preset("gpt5")
 
 

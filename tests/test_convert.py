@@ -132,7 +132,9 @@ def test_unsupported_source_is_refused_naming_the_setting_and_what_is_supported(
 
 def test_an_unknown_model_type_is_refused_naming_the_supported_ones(tmp_path):
     AutoConfig.for_model("opt", architectures=["OPTForCausalLM"]).save_pretrained(tmp_path / "opt")
-    message = "Cannot convert model_type='opt': supported model types are 'llama', 'gpt2', 'bert', 'vit'."
+    message = (
+        "Cannot convert model_type='opt': supported model types are 'llama', 'gpt2', 'bert', 'vit', 'marian', 'bart'."
+    )
     with pytest.raises(ValueError, match=re.escape(message)):
         convert(tmp_path / "opt", tmp_path / "out")
 

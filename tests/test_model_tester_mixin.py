@@ -48,6 +48,23 @@ class TinyImageModelTester(TinyModelTester):
         return self.get_config(), {"pixel_values": pixel_values}
 
 
+class TinySeq2SeqModelTester(TinyModelTester):
+    """The same for encoder-decoders: a padded source and a padded target of 7 tokens (the labels are the source)."""
+
+    encoder_seq_length = decoder_seq_length = TinyModelTester.seq_length
+
+    def prepare_config_and_inputs_for_common(self):
+        config, inputs = super().prepare_config_and_inputs_for_common()
+        decoder_input_ids = ids_tensor([self.batch_size, self.decoder_seq_length], self.vocab_size)
+        decoder_attention_mask = torch.ones_like(decoder_input_ids)
+        decoder_attention_mask[1, -1:] = 0
+        return config, {
+            **inputs,
+            "decoder_input_ids": decoder_input_ids,
+            "decoder_attention_mask": decoder_attention_mask,
+        }
+
+
 class CustomTransformerTesterBase(ModelTesterMixin):
     """The mixin over the heads that fit one preset; a subclass names the preset."""
 
@@ -91,6 +108,8 @@ class BertPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
 
 class VaswaniPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     preset = "vaswani"
+    model_tester_class = TinySeq2SeqModelTester
+    is_encoder_decoder = True
 
 
 class ViTPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):

@@ -5,8 +5,8 @@ import torch
 import transformers
 from helpers.models import (
     DECODER_PRESETS,
+    ENCODER_PRESETS,
     PRESET_NAMES,
-    TEXT_PRESETS,
     build,
     heads_for,
     inputs_for,
@@ -25,7 +25,7 @@ from custom_transformer import (
     CustomTransformerForSequenceClassification,
     CustomTransformerModel,
 )
-from custom_transformer.modeling_custom_transformer import AUTO_CLASSES, sinusoidal_table
+from custom_transformer.modeling_custom_transformer import HEADS, sinusoidal_table
 
 HEAD_CASES = [(preset, auto) for preset in PRESET_NAMES for auto in heads_for(preset)]
 
@@ -46,6 +46,7 @@ def test_every_head_runs_and_returns_the_expected_shape(preset, auto_name):
         "AutoModelForSequenceClassification": (2, 3),
         "AutoModelForQuestionAnswering": (2, positions),
         "AutoModelForImageClassification": (2, 3),
+        "AutoModelForSeq2SeqLM": (2, positions, 99),
     }
     assert logits.shape == expected[auto_name]
 
@@ -58,7 +59,7 @@ def test_each_head_reads_its_main_input_by_the_name_pipelines_and_trainer_pass()
     assert build(CustomTransformerForCausalLM, "llama").main_input_name == "input_ids"
 
 
-@pytest.mark.parametrize("preset", TEXT_PRESETS)
+@pytest.mark.parametrize("preset", [*ENCODER_PRESETS, *DECODER_PRESETS])
 def test_padding_does_not_change_the_outputs_of_real_tokens(preset):
     model = build(CustomTransformerModel, preset)
     input_ids, attention_mask = make_inputs(left_padding=preset in DECODER_PRESETS)
@@ -202,7 +203,7 @@ def test_a_checkpoint_saved_from_one_head_loads_the_shared_backbone_into_another
 
 @pytest.mark.parametrize("preset", ["vaswani", "llama"])
 def test_computed_buffers_are_rebuilt_after_a_meta_device_load(tmp_path, preset):
-    model = build(CustomTransformerModel, preset)
+    model = build(CustomTransformerModel, preset, is_encoder_decoder=False)  # vaswani: the paper's encoder alone
     model.save_pretrained(tmp_path)
     reloaded = CustomTransformerModel.from_pretrained(tmp_path)
     if preset == "vaswani":
@@ -283,20 +284,43 @@ def test_greedy_generation_is_the_same_with_and_without_the_kv_cache(preset):
 
 
 def test_each_head_declares_the_stacks_and_inputs_it_fits_and_the_auto_class_that_loads_it():
-    fits = {head.auto_class: (head.stacks, head.input_kinds) for head in AUTO_CLASSES.values()}
-    assert fits == {
-        "AutoModel": (("encoder", "decoder"), ("tokens", "patches")),
-        "AutoModelForCausalLM": (("decoder",), ("tokens",)),
-        "AutoModelForMaskedLM": (("encoder",), ("tokens",)),
-        "AutoModelForSequenceClassification": (("encoder", "decoder"), ("tokens",)),
-        "AutoModelForTokenClassification": (("encoder", "decoder"), ("tokens",)),
-        "AutoModelForQuestionAnswering": (("encoder", "decoder"), ("tokens",)),
-        "AutoModelForImageClassification": (("encoder",), ("patches",)),
+    fits = {head.__name__: (head.auto_class, head.stacks, head.input_kinds) for head in HEADS}
+    assert {name: auto_class for name, (auto_class, _, _) in fits.items()} == {
+        "CustomTransformerModel": "AutoModel",
+        "CustomTransformerForCausalLM": "AutoModelForCausalLM",
+        "CustomTransformerForMaskedLM": "AutoModelForMaskedLM",
+        "CustomTransformerForSequenceClassification": "AutoModelForSequenceClassification",
+        "CustomTransformerForTokenClassification": "AutoModelForTokenClassification",
+        "CustomTransformerForQuestionAnswering": "AutoModelForQuestionAnswering",
+        "CustomTransformerForImageClassification": "AutoModelForImageClassification",
+        "CustomTransformerSeq2SeqModel": "AutoModel",
+        "CustomTransformerForConditionalGeneration": "AutoModelForSeq2SeqLM",
+    }
+    assert {name: fit[1:] for name, fit in fits.items()} == {
+        "CustomTransformerModel": (("encoder", "decoder"), ("tokens", "patches")),
+        "CustomTransformerForCausalLM": (("decoder",), ("tokens",)),
+        "CustomTransformerForMaskedLM": (("encoder",), ("tokens",)),
+        "CustomTransformerForSequenceClassification": (("encoder", "decoder"), ("tokens",)),
+        "CustomTransformerForTokenClassification": (("encoder", "decoder"), ("tokens",)),
+        "CustomTransformerForQuestionAnswering": (("encoder", "decoder"), ("tokens",)),
+        "CustomTransformerForImageClassification": (("encoder",), ("patches",)),
+        "CustomTransformerSeq2SeqModel": (("encoder-decoder",), ("tokens",)),
+        "CustomTransformerForConditionalGeneration": (("encoder-decoder",), ("tokens",)),
     }
 
 
-def test_only_the_causal_lm_can_generate():
-    assert [name for name, head in AUTO_CLASSES.items() if head.can_generate()] == ["AutoModelForCausalLM"]
+def test_only_the_causal_lm_and_the_encoder_decoder_can_generate():
+    assert [head.auto_class for head in HEADS if head.can_generate()] == [
+        "AutoModelForCausalLM",
+        "AutoModelForSeq2SeqLM",
+    ]
+
+
+def test_with_the_package_installed_each_auto_class_builds_the_head_that_fits_the_config():
+    for preset in ("llama", "vaswani"):
+        config = tiny_config(preset)
+        for auto_name, head in heads_for(preset).items():
+            assert type(getattr(transformers, auto_name).from_config(config)) is head
 
 
 def test_the_gpt2_preset_starts_from_gpt2s_scaled_residual_initialisation():

@@ -95,8 +95,12 @@ def test_checkpoint_code_under_transformers_4_fails_at_once_naming_the_version_n
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
-def test_the_package_registers_every_head_so_no_remote_code_is_needed_when_installed(tmp_path):
-    model = heads_for("llama")["AutoModelForSequenceClassification"](tiny_config("llama"))
-    model.save_pretrained(tmp_path)
-    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=False)
-    assert type(loaded).__module__ == "custom_transformer.modeling_custom_transformer"
+@pytest.mark.parametrize(
+    ("preset", "auto_name"), [("llama", "AutoModelForSequenceClassification"), ("vaswani", "AutoModel")]
+)
+def test_the_package_registers_every_head_so_no_remote_code_is_needed_when_installed(tmp_path, preset, auto_name):
+    """AutoModel has a bare model per stack (one stack, or an encoder-decoder): the one that fits is loaded."""
+    head = heads_for(preset)[auto_name]
+    head(tiny_config(preset)).save_pretrained(tmp_path)
+    loaded = getattr(transformers, auto_name).from_pretrained(tmp_path, trust_remote_code=False)
+    assert type(loaded) is head

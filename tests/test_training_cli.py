@@ -222,7 +222,11 @@ def test_the_fsdp_config_is_an_accelerate_config_that_wraps_the_models_layers():
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
     from helpers.models import tiny_config
 
-    from custom_transformer import CustomTransformerForCausalLM, CustomTransformerForMaskedLM
+    from custom_transformer import (
+        CustomTransformerForCausalLM,
+        CustomTransformerForConditionalGeneration,
+        CustomTransformerForMaskedLM,
+    )
 
     config = load_config_from_file(str(REPO / "training" / "accelerate_configs" / "fsdp.yaml"))
     assert config.distributed_type == "FSDP"
@@ -231,9 +235,10 @@ def test_the_fsdp_config_is_an_accelerate_config_that_wraps_the_models_layers():
     plugin = FullyShardedDataParallelPlugin(
         fsdp_version=fsdp["fsdp_version"], auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower()
     )
-    for model in (
-        CustomTransformerForCausalLM(tiny_config("llama")),
-        CustomTransformerForMaskedLM(tiny_config("bert")),
+    for model, stacks in (
+        (CustomTransformerForCausalLM(tiny_config("llama")), ("model",)),
+        (CustomTransformerForMaskedLM(tiny_config("bert")), ("model",)),
+        (CustomTransformerForConditionalGeneration(tiny_config("vaswani")), ("model.encoder", "model.decoder")),
     ):
         policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
-        assert all(policy(layer) for layer in model.model.layers)
+        assert all(policy(layer) for stack in stacks for layer in model.get_submodule(stack).layers)

@@ -6,7 +6,7 @@ each other or `conftest.py`; `conftest.py` keeps only fixtures and hooks and imp
 
 Imported by the tests:
 
-- `models`: tiny configs of every preset (`TINY`, `tiny_config`, `PRESET_NAMES`, `TEXT_PRESETS`, `IMAGE_PRESETS`,
+- `models`: tiny configs of every preset (`TINY`, `tiny_config`, `PRESET_NAMES`, `TEXT_PRESETS`, `IMAGE_PRESETS`, `SEQ2SEQ_PRESETS`,
   `DECODER_PRESETS`), the heads a preset has (`heads_for`), seeded tiny models and inputs (`build`, `make_inputs`,
   `make_pixels`, `inputs_for`, `outputs_of`), and tiny configs of the reference families (`tiny_reference_config`).
 - `training_data`: synthetic text, classification and tagging data, a tiny tokenizer and base checkpoint,

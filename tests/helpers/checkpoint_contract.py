@@ -4,11 +4,11 @@ Usage: python checkpoint_contract.py CASES.pt RESULT.json
 
 `import custom_transformer` is blocked, so every class must come from the checkpoint's own copy of the code
 (`trust_remote_code=True`). CASES.pt holds, per checkpoint: its folder, the Auto classes to load it with,
-the inputs and the first output the model gave before saving, and for causal LMs a left-padded batch with the
-greedy tokens it generated without a cache. RESULT.json gets, for whatever transformers is installed:
+the inputs and the first output the model gave before saving, and for the heads that generate a batch (left-padded
+for causal LMs) with the greedy tokens it generated without a cache. RESULT.json gets, for whatever transformers is installed:
 
 - ``loads``: per ``name::AutoClass``: the class and its module, the max abs difference of the first output;
-- ``generations``: per causal-LM checkpoint and cache mode (``use_cache=False``, ``dynamic``, ``static``): the
+- ``generations``: per generating checkpoint (causal LM, encoder-decoder) and cache mode (``use_cache=False``, ``dynamic``, ``static``): the
   new tokens and whether they equal the expected ones;
 - ``deprecations``: every deprecation warning, and every log record of ``transformers`` (or of the loaded
   ``transformers_modules``) that mentions deprecation, de-duplicated, with its source;
@@ -178,7 +178,7 @@ def run(torch, transformers, cases: dict, signals: DeprecationSignals, caught: l
 def generate_every_way(torch, model, case: dict, signals: DeprecationSignals, caught: list) -> dict:
     """Greedy generation on a left-padded batch without a cache, with the default cache and a static one."""
     expected = case["expected_new_tokens"].tolist()
-    prompt_length = case["input_ids"].shape[1]
+    new_tokens_from = case["new_tokens_from"]  # the prompt's length, or 1 (the decoder's start token)
     generations = {}
     for mode, extra in GENERATION_MODES.items():
         signals.during = f"generate {mode}"
@@ -192,7 +192,7 @@ def generate_every_way(torch, model, case: dict, signals: DeprecationSignals, ca
                     pad_token_id=model.config.pad_token_id,
                     **extra,
                 )
-            tokens = out[:, prompt_length:].tolist()
+            tokens = out[:, new_tokens_from:].tolist()
             generations[mode] = {"tokens": tokens, "equals_expected": tokens == expected}
         except Exception as error:
             generations[mode] = {"error": describe(error), "equals_expected": False}

@@ -40,9 +40,9 @@ def contract_models() -> dict:
     from custom_transformer import (
         CustomTransformerConfig,
         CustomTransformerForCausalLM,
+        CustomTransformerForConditionalGeneration,
         CustomTransformerForImageClassification,
         CustomTransformerForMaskedLM,
-        CustomTransformerModel,
     )
     from helpers.models import TINY, tiny_config
 
@@ -59,7 +59,9 @@ def contract_models() -> dict:
             CustomTransformerConfig(is_decoder=True, **{**TINY, **init}),
         ),
         "bert": ("AutoModelForMaskedLM", CustomTransformerForMaskedLM, tiny_config("bert", **init)),
-        "vaswani": ("AutoModel", CustomTransformerModel, tiny_config("vaswani", **init)),
+        # The encoder-decoders: the paper's interleaved sinusoids, and BART's learned positions and embedding norm.
+        "vaswani": ("AutoModelForSeq2SeqLM", CustomTransformerForConditionalGeneration, tiny_config("vaswani", **init)),
+        "bart": ("AutoModelForSeq2SeqLM", CustomTransformerForConditionalGeneration, tiny_config("bart", **init)),
         "vit": (
             "AutoModelForImageClassification",
             CustomTransformerForImageClassification,
@@ -81,7 +83,6 @@ def save_contract_checkpoints(root: Path) -> Path:
 
     root.mkdir(parents=True, exist_ok=True)
     input_ids, attention_mask = token_batch(left_padding=False)
-    prompt_ids, prompt_mask = token_batch(left_padding=True)
     cases = {"checkpoints": {}}
     for name, (auto_name, model) in contract_models().items():
         folder = root / name
@@ -91,11 +92,16 @@ def save_contract_checkpoints(root: Path) -> Path:
             if model.main_input_name == "pixel_values"
             else {"input_ids": input_ids, "attention_mask": attention_mask}
         )
+        if model.config.is_encoder_decoder:  # the decoder reads the source back as its target so far
+            inputs |= {"decoder_input_ids": input_ids, "decoder_attention_mask": attention_mask}
         with torch.no_grad():
             out = model(**inputs)
         case = {"folder": str(folder), "auto_classes": [auto_name], "compare_with": auto_name, "inputs": inputs}
         case["expected"] = out[0]
-        if auto_name == "AutoModelForCausalLM":
+        if model.can_generate():
+            # A decoder continues the left-padded prompt; an encoder-decoder writes after its start token.
+            prompt_ids, prompt_mask = token_batch(left_padding=not model.config.is_encoder_decoder)
+            new_tokens_from = 1 if model.config.is_encoder_decoder else prompt_ids.shape[1]
             with torch.no_grad():
                 generated = model.generate(
                     input_ids=prompt_ids,
@@ -108,7 +114,8 @@ def save_contract_checkpoints(root: Path) -> Path:
             case["generate"] = {
                 "input_ids": prompt_ids,
                 "attention_mask": prompt_mask,
-                "expected_new_tokens": generated[:, prompt_ids.shape[1] :],
+                "new_tokens_from": new_tokens_from,
+                "expected_new_tokens": generated[:, new_tokens_from:],
             }
         cases["checkpoints"][name] = case
     cases["refuse_without_trust"] = str(root / "llama")

@@ -12,7 +12,8 @@ PRESET_NAMES = tuple(PRESETS)
 TEXT_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).input_embedding == "tokens")
 IMAGE_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).input_embedding == "patches")
 DECODER_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).stack == "decoder")
-ENCODER_PRESETS = tuple(name for name in TEXT_PRESETS if name not in DECODER_PRESETS)
+ENCODER_PRESETS = tuple(name for name in TEXT_PRESETS if CustomTransformerConfig(**PRESETS[name]).stack == "encoder")
+SEQ2SEQ_PRESETS = tuple(name for name in PRESETS if CustomTransformerConfig(**PRESETS[name]).stack == "encoder-decoder")
 # The families transformers has a class of, which the equivalence tests compare with.
 REFERENCE_FAMILIES = tuple(name for name, family in FAMILIES.items() if family.reference is not None)
 
@@ -20,6 +21,7 @@ TINY = {
     "vocab_size": 99,
     "hidden_size": 32,
     "num_hidden_layers": 2,
+    "decoder_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "intermediate_size": 37,
@@ -29,6 +31,7 @@ TINY = {
     "pad_token_id": 0,
     "bos_token_id": 1,
     "eos_token_id": 2,
+    "decoder_start_token_id": 0,
 }
 
 
@@ -84,11 +87,16 @@ def make_pixels(batch: int = 2, config: CustomTransformerConfig | None = None) -
 
 
 def inputs_for(preset: str, **options) -> dict[str, torch.Tensor]:
-    """A batch any head of the preset reads: token ids with a padded row, or images."""
-    if tiny_config(preset).input_embedding == "patches":
+    """A batch any head of the preset reads: token ids with a padded row (for an encoder-decoder, as the source and
+    as the target so far), or images."""
+    config = tiny_config(preset)
+    if config.input_embedding == "patches":
         return {"pixel_values": make_pixels()}
     input_ids, attention_mask = make_inputs(**options)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if config.is_encoder_decoder:
+        inputs |= {"decoder_input_ids": input_ids, "decoder_attention_mask": attention_mask}
+    return inputs
 
 
 def outputs_of(model: PreTrainedModel, **inputs) -> torch.Tensor:
@@ -97,7 +105,17 @@ def outputs_of(model: PreTrainedModel, **inputs) -> torch.Tensor:
     return out.start_logits if "start_logits" in out else out[0]
 
 
+# Families whose transformers class has no grouped-query attention: their tiny configs have a key/value head per head.
+WITHOUT_GROUPED_QUERY_ATTENTION = ("vit", "marian", "bart")
+
+
+def tiny_family_config(family: str, **overrides) -> CustomTransformerConfig:
+    """`tiny_config` of a family's preset, with a key/value head per head where transformers' class has no GQA."""
+    heads = {"num_key_value_heads": TINY["num_attention_heads"]} if family in WITHOUT_GROUPED_QUERY_ATTENTION else {}
+    return tiny_config(family, **{**heads, **overrides})
+
+
 def tiny_reference_config(family: str, **overrides) -> PreTrainedConfig:
-    """transformers' config of a family (llama, gpt2, bert) at the sizes and special tokens of `tiny_config`."""
-    reference = FAMILIES[family].reference_config(tiny_config(family))
+    """transformers' config of a family (llama, gpt2, bert, ...) at the sizes and special tokens of `tiny_config`."""
+    reference = FAMILIES[family].reference_config(tiny_family_config(family))
     return type(reference)(**{**reference.to_diff_dict(), **overrides})

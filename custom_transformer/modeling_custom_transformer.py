@@ -46,6 +46,7 @@ from .checkpoint_io import (
     replacing_directory,
 )
 from .configuration_custom_transformer import CustomTransformerConfig, image_pair
+from .pipeline_custom_transformer import custom_pipelines
 from .transformers_compat import (
     ALL_ATTENTION_FUNCTIONS,
     CACHE_FIELD,
@@ -789,7 +790,8 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
     def save_pretrained(
         self, save_directory, is_main_process=True, state_dict=None, push_to_hub=False, *args, **kwargs
     ):
-        """Write an `auto_map` naming every head that fits this config, and replace the folder in one step.
+        """Write an `auto_map` naming every head that fits this config (and for an encoder-decoder the pipelines
+        transformers 5 removed, `custom_pipelines`), and replace the folder in one step.
 
         transformers records only the saved class, so a checkpoint saved from the causal-LM head would not
         load with `AutoModelForSequenceClassification` and `trust_remote_code=True`. It also writes file by file
@@ -799,6 +801,8 @@ class CustomTransformerPreTrainedModel(PreTrainedModel):
         fails, the folder keeps its previous checkpoint.
         """
         self.config.auto_map = auto_map(self.config)
+        if pipelines := shipped_pipelines(self.config):
+            self.config.custom_pipelines = pipelines
         is_main_process = is_writing_rank(is_main_process)
         if push_to_hub:
             kwargs.setdefault("repo_id", Path(save_directory).name)  # transformers would name it after the staging
@@ -1471,6 +1475,11 @@ for _head in HEADS:
 def heads_fitting(config: CustomTransformerConfig) -> dict[str, type[CustomTransformerPreTrainedModel]]:
     """Auto class name -> head, for every head built for `config`."""
     return {head.auto_class: head for head in HEADS if head.fits(config)}
+
+
+def shipped_pipelines(config: CustomTransformerConfig) -> dict[str, dict]:
+    """`config.custom_pipelines`: the text-to-text pipelines an encoder-decoder checkpoint ships (none otherwise)."""
+    return custom_pipelines(custom_pipelines.__module__.rsplit(".", 1)[-1]) if config.is_encoder_decoder else {}
 
 
 def auto_map(config: CustomTransformerConfig) -> dict[str, str]:

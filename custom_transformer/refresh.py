@@ -41,7 +41,7 @@ from .configuration_custom_transformer import CODE_VERSION, CustomTransformerCon
 CONFIG_NAME = "config.json"
 MODEL_TYPE = CustomTransformerConfig.model_type
 # Config keys that describe the code rather than the model: the only keys a refresh rewrites.
-CODE_KEYS = ("auto_map", "code_version")
+CODE_KEYS = ("auto_map", "code_version", "custom_pipelines")
 # Every code file name a release of this package has shipped inside checkpoints. A file with one of these names
 # that the installed code no longer ships is stale and removed; files with any other name are never touched.
 # Add a name here when the package starts shipping a new file (tests/test_refresh.py checks this).
@@ -49,6 +49,7 @@ SHIPPED_CODE_FILES = (
     "checkpoint_io.py",
     "configuration_custom_transformer.py",
     "modeling_custom_transformer.py",
+    "pipeline_custom_transformer.py",
     "presets.py",
     "transformers_compat.py",
 )
@@ -144,7 +145,8 @@ def check_not_a_downgrade(where: str, checkpoint_version) -> None:
 
 
 def refreshed_config(where: str, config: dict) -> dict:
-    """Every key of `config` kept as it is, except `auto_map` (recomputed) and `code_version` (the installed one)."""
+    """Every key of `config` kept as it is, except `auto_map` and `custom_pipelines` (recomputed) and `code_version`
+    (the installed one)."""
     try:
         parsed = CustomTransformerConfig.from_dict(config)
     except Exception as error:  # a validation error of the installed code: the refreshed checkpoint would not load
@@ -154,6 +156,8 @@ def refreshed_config(where: str, config: dict) -> dict:
         ) from None
     refreshed = {key: value for key, value in config.items() if key not in CODE_KEYS}
     refreshed["auto_map"] = modeling.auto_map(parsed)
+    if pipelines := modeling.shipped_pipelines(parsed):
+        refreshed["custom_pipelines"] = pipelines
     refreshed["code_version"] = CODE_VERSION
     return refreshed
 

@@ -12,7 +12,10 @@ from helpers.static_cache_step import StaticCacheDecodeStep
 from torch.testing import assert_close
 from transformers import CompileConfig, StaticCache
 
-from custom_transformer.modeling_custom_transformer import CustomTransformerForCausalLM
+from custom_transformer.modeling_custom_transformer import (
+    CustomTransformerForCausalLM,
+    CustomTransformerForConditionalGeneration,
+)
 
 pytestmark = pytest.mark.torch_compile_test
 
@@ -43,6 +46,24 @@ def test_compiled_greedy_static_cache_generation_gives_the_eager_tokens():
     greedy = {"max_new_tokens": 4, "do_sample": False, "cache_implementation": "static"}
     eager = model.generate(input_ids, attention_mask=attention_mask, **greedy)
     # generate compiles its decode steps itself on accelerators; `_compile_all_devices` is its switch for CPU.
+    compile_config = CompileConfig(fullgraph=True, mode="default")
+    compile_config._compile_all_devices = True
+    compiled_calls = []
+    model.get_compiled_call = lambda config: (
+        compiled_calls.append(config) or type(model).get_compiled_call(model, config)
+    )
+    torch._dynamo.reset()
+    compiled = model.generate(input_ids, attention_mask=attention_mask, compile_config=compile_config, **greedy)
+    assert compiled_calls, "generate did not take its compiled path"
+    assert compiled.tolist() == eager.tolist()
+
+
+def test_compiled_static_cache_translation_gives_the_eager_tokens():
+    """The encoder-decoder's decode step compiles too: the encoder's keys and values sit in a second static cache."""
+    model = build(CustomTransformerForConditionalGeneration, "vaswani")
+    input_ids, attention_mask = make_inputs(seq=5)
+    greedy = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False, "cache_implementation": "static"}
+    eager = model.generate(input_ids, attention_mask=attention_mask, **greedy)
     compile_config = CompileConfig(fullgraph=True, mode="default")
     compile_config._compile_all_devices = True
     compiled_calls = []

@@ -12,6 +12,7 @@ from helpers.models import REFERENCE_FAMILIES, SEQ2SEQ_PRESETS, TINY, tiny_confi
 from torch import nn
 from torch.testing import assert_close
 from transformers import BartForConditionalGeneration, BartModel, MarianConfig, MarianModel, MarianMTModel
+from transformers.generation.streamers import BaseStreamer
 
 from custom_transformer import (
     CustomTransformerConfig,
@@ -144,6 +145,27 @@ def test_generation_gives_the_reference_tokens(checkpoints, family, mode):
     expected = reference.generate(**settings)
     torch.manual_seed(0)
     assert_close(converted.generate(**settings), expected, **EXACT)
+
+
+def test_a_streamer_receives_each_generated_token_as_generate_writes_it(checkpoints):
+    _, converted = load_pair(checkpoints, "bart")
+
+    class Collector(BaseStreamer):
+        def __init__(self):
+            self.chunks = []
+
+        def put(self, value):
+            self.chunks.append(value.reshape(-1).tolist())
+
+        def end(self):
+            self.chunks.append("end")
+
+    streamer = Collector()
+    source = {name: tensor[:1] for name, tensor in source_batch().items()}  # streamers take one sequence
+    generated = converted.generate(**source, max_new_tokens=6, do_sample=False, streamer=streamer)
+    first, *steps, end = streamer.chunks
+    assert first == [generated[0, 0].item()] and end == "end"  # the start token, then one token per step
+    assert [token for step in steps for token in step] == generated[0, 1:].tolist()
 
 
 def test_the_decoder_projects_the_encoder_states_once_per_source_while_generating(checkpoints):

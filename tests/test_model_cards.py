@@ -16,17 +16,13 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import model_cards.export
+from custom_transformer.refresh import code_files
 from model_cards import IncompleteRunError, export_run, load_run, write_model_card
 from model_cards.__main__ import CardArguments, CommitArguments, ExportArguments, parse_args
 from model_cards.card import TEMPLATE_PATH, card_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CODE_FILES = {
-    "checkpoint_io.py",
-    "configuration_custom_transformer.py",
-    "modeling_custom_transformer.py",
-    "transformers_compat.py",
-}
+CODE_FILES = set(code_files())  # what every checkpoint ships (tests/test_modeling.py names them)
 HUB_FILES = {
     "config.json",
     "tokenizer.json",

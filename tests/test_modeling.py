@@ -26,6 +26,7 @@ from custom_transformer import (
     CustomTransformerModel,
 )
 from custom_transformer.modeling_custom_transformer import HEADS, sinusoidal_table
+from custom_transformer.refresh import code_files
 
 HEAD_CASES = [(preset, auto) for preset in PRESET_NAMES for auto in heads_for(preset)]
 
@@ -189,8 +190,10 @@ def test_auto_map_names_every_applicable_head_whichever_head_is_saved(tmp_path, 
         "checkpoint_io.py",
         "configuration_custom_transformer.py",
         "modeling_custom_transformer.py",
+        "pipeline_custom_transformer.py",
         "transformers_compat.py",
     }
+    assert set(code_files()) == {p.name for p in tmp_path.glob("*.py")}  # what refresh and the other tests read
 
 
 def test_a_checkpoint_saved_from_one_head_loads_the_shared_backbone_into_another(tmp_path):

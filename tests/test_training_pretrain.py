@@ -13,16 +13,12 @@ from helpers.training_data import FAST, TINY_MODEL, read_json, write_text_corpus
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
+from custom_transformer.refresh import code_files
 from training import pretrain, train_tokenizer
 from training.common import newest_complete_checkpoint
 
 KILLED_AT_STEP = Path(__file__).parent / "helpers" / "pretrain_killed_at_step.py"
-REMOTE_CODE = (
-    "checkpoint_io.py",
-    "configuration_custom_transformer.py",
-    "modeling_custom_transformer.py",
-    "transformers_compat.py",
-)
+REMOTE_CODE = tuple(code_files())  # what every checkpoint ships (tests/test_modeling.py names them)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ def test_fine_tuning_tasks_name_their_columns_and_code_with_everything_the_scrip
         "token-classification",
         "question-answering",
         "image-classification",
+        "translation",
     ]
     for task in FINE_TUNING_TASKS.values():
         assert len(task.columns) >= 2

@@ -31,6 +31,7 @@ from transformers import AutoModel, AutoModelForCausalLM, LlamaForCausalLM, ViTI
 
 from custom_transformer import (
     CustomTransformerForCausalLM,
+    CustomTransformerForConditionalGeneration,
     CustomTransformerForImageClassification,
     CustomTransformerForMaskedLM,
     CustomTransformerForSequenceClassification,
@@ -129,6 +130,10 @@ def built(tmp_path_factory) -> dict:
     image_classifier = CustomTransformerForImageClassification(
         tiny_config("vit", id2label=ANIMALS, label2id={v: k for k, v in ANIMALS.items()}, **INIT)
     ).eval()
+    torch.manual_seed(6)  # an encoder-decoder whose decoder starts from <s>
+    translator = CustomTransformerForConditionalGeneration(
+        tiny_config("vaswani", vocab_size=len(WORDS), decoder_start_token_id=1, **INIT)
+    ).eval()
     cases = {
         **CASES,
         "causal": save_with_tokenizer(causal, root / "causal"),
@@ -136,6 +141,7 @@ def built(tmp_path_factory) -> dict:
         "classifier": save_with_tokenizer(classifier, root / "classifier"),
         "masked": save_with_tokenizer(masked, root / "masked"),
         "tagger": save_with_tokenizer(tagger, root / "tagger"),
+        "translator": save_with_tokenizer(translator, root / "translator"),
         "lora": {
             name: {"adapter": str(root / name / "adapter"), "merged": str(root / name / "merged")} for name in LORA
         },
@@ -150,7 +156,7 @@ def built(tmp_path_factory) -> dict:
         "other_shape": logits_of(causal, CASES["other_shape"]),
         "lora": {name: train_lora(cases, name) for name in LORA},
         "bfloat16": bfloat16_runs(cases["causal"], cases["llama"]),
-        "pipelines": pipeline_outputs(cases, causal, classifier, masked, tagger),
+        "pipelines": pipeline_outputs(cases, causal, classifier, masked, tagger, translator),
         "images": image_outputs(cases, image_classifier),
         **generations(causal, llama),
     }
@@ -221,7 +227,7 @@ def generations(causal, llama) -> dict:
         }
 
 
-def pipeline_outputs(cases: dict, causal, classifier, masked, tagger) -> dict:
+def pipeline_outputs(cases: dict, causal, classifier, masked, tagger, translator) -> dict:
     """What each pipeline must give, computed from the models directly."""
     tokenizer = word_tokenizer()
     chat = tokenizer.apply_chat_template(
@@ -242,6 +248,7 @@ def pipeline_outputs(cases: dict, causal, classifier, masked, tagger) -> dict:
         at_mask = masked(**with_mask).logits[with_mask["input_ids"] == tokenizer.mask_token_id][0].softmax(-1)
         classes = classifier(**sentence).logits[0].softmax(-1)
         tags = tagger(**sentence).logits[0].softmax(-1).max(-1)
+        translated = translator.generate(**sentence, do_sample=False, max_new_tokens=MAX_NEW_TOKENS)
     top = at_mask.topk(5)
     labels, words = classifier.config.id2label, tokenizer.convert_ids_to_tokens(sentence["input_ids"][0])
     return {
@@ -258,6 +265,7 @@ def pipeline_outputs(cases: dict, causal, classifier, masked, tagger) -> dict:
             (word, tagger.config.id2label[i], score)
             for word, i, score in zip(words, tags.indices.tolist(), tags.values.tolist())
         ],
+        "translation": tokenizer.decode(translated[0], skip_special_tokens=True),
     }
 
 
@@ -441,6 +449,19 @@ def test_feature_extraction_pipeline_gives_the_backbones_hidden_states(built, ro
     diff = max_diff(got["features"], built["expected"]["pipelines"]["features"])
     report(release, "feature-extraction", max_abs_diff=diff)
     assert got["features_model_class"] == "CustomTransformerModel" and diff <= 1e-6
+
+
+def test_translation_pipeline_that_transformers_5_removed_comes_with_the_checkpoint_and_decodes_generate(
+    built, rows, release
+):
+    """Also under `summarization` and `text2text-generation`, each answering under its transformers 4 key."""
+    got = row(rows, "pipelines")
+    expected = built["expected"]["pipelines"]["translation"]
+    report(release, "translation pipeline", translation=got["translation"], expected=expected)
+    assert expected and got["translation"] == expected
+    assert got["summarization"] == [{"summary_text": expected}]
+    assert got["text2text_generation"] == [{"generated_text": expected}]
+    assert got["translation_pipeline_class"] == "Seq2SeqGenerationPipeline"
 
 
 def test_zero_shot_classification_pipeline_ranks_labels_by_the_entailment_logit(built, rows, release):

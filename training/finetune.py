@@ -1,5 +1,5 @@
 """Fine-tune a checkpoint, or a preset from scratch, for any task with code in training/tasks/ (text, token and
-image classification, extractive question answering), or score a fine-tuned one.
+image classification, extractive question answering, translation), or score a fine-tuned one.
 
     python -m training.finetune --model_name_or_path out/lm --task text-classification \
         --train_files train.jsonl --validation_files validation.jsonl --test_files test.jsonl \
@@ -23,7 +23,14 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 import transformers
-from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, EarlyStoppingCallback, Trainer, set_seed
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    Seq2SeqTrainingArguments,
+    set_seed,
+)
 
 from custom_transformer import PRESETS, CustomTransformerConfig  # registers the Auto classes: no remote code needed
 from custom_transformer.configuration_custom_transformer import image_pair
@@ -124,8 +131,9 @@ DataArguments = make_dataclass(
 
 
 @dataclass
-class TrainingArguments(ScriptTrainingArguments):
-    """The Trainer's arguments, with defaults that evaluate and checkpoint every epoch and keep the best model."""
+class TrainingArguments(ScriptTrainingArguments, Seq2SeqTrainingArguments):
+    """The Trainer's arguments, with defaults that evaluate and checkpoint every epoch and keep the best model; and
+    Seq2SeqTrainer's (`--generation_num_beams`, `--generation_max_length`) for the tasks that generate."""
 
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint: no, steps, epoch or best."})
@@ -156,6 +164,7 @@ def resolve_task(data_args: DataArguments, config) -> Task:
 
 
 def check_arguments(task: Task, config, data_args: DataArguments, training_args: TrainingArguments):
+    training_args.predict_with_generate = task.generates  # scored on the text it generates, not on logits
     if training_args.metric_for_best_model == TASK_DEFAULT:
         training_args.metric_for_best_model = task.best_metric
         training_args.greater_is_better = not task.best_metric.endswith("loss")
@@ -174,6 +183,19 @@ def check_arguments(task: Task, config, data_args: DataArguments, training_args:
     best = (training_args.metric_for_best_model or "loss").removeprefix("eval_")
     if best not in task.metrics:
         raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(task.metrics)}.")
+
+
+def limit_generation(training_args: TrainingArguments, data_args, config):
+    """Generate up to the tokenized length unless told otherwise, and never past the position table."""
+    length = training_args.generation_max_length or data_args.max_seq_length
+    if length > config.max_position_embeddings:
+        logger.warning(
+            "--generation_max_length %d exceeds the model's max_position_embeddings=%d: generating up to %d tokens.",
+            length,
+            config.max_position_embeddings,
+            config.max_position_embeddings,
+        )
+    training_args.generation_max_length = min(length, config.max_position_embeddings)
 
 
 def check_model_source(model_args: ModelArguments):
@@ -226,6 +248,10 @@ def load_text_tokenizer(model_args: ModelArguments, config, data_args):
     if model_args.preset is not None:  # a new model embeds exactly the tokenizer's vocabulary
         tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
         config.vocab_size, config.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+        if config.is_encoder_decoder:  # the decoder starts from <s> (or, without one, <pad> as Marian's) to </s>
+            config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+            start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
+            config.decoder_start_token_id = start
     tokenizer = load_tokenizer(model_args, config.vocab_size)
     if data_args.max_seq_length > config.max_position_embeddings:
         logger.warning(
@@ -274,8 +300,9 @@ def load_tokenizer(model_args: ModelArguments, vocab_size: int):
         )
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
     check_tokenizer_fits(tokenizer, vocab_size, model_args.model_name_or_path, source)
-    saved_with_model = Path(model_args.model_name_or_path) / "tokenizer_config.json"
-    if model_args.tokenizer_name_or_path and saved_with_model.is_file():
+    from_checkpoint = model_args.model_name_or_path is not None  # else a new model (--preset) for this tokenizer
+    saved_with_model = Path(model_args.model_name_or_path or "") / "tokenizer_config.json"
+    if from_checkpoint and model_args.tokenizer_name_or_path and saved_with_model.is_file():
         own = AutoTokenizer.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
         )
@@ -318,6 +345,8 @@ def main(argv: list[str] | dict | None = None) -> dict:
     config = load_config(model_args, **head_fields)
     names = list(config.id2label.values()) if "id2label" in head_fields else None
     processor = load_processor(task, model_args, config, data_args)
+    if task.generates:
+        limit_generation(training_args, data_args, config)
     encoded = task.preprocess()(
         raw,
         processor,
@@ -337,7 +366,7 @@ def main(argv: list[str] | dict | None = None) -> dict:
     if model.config.pad_token_id is None and getattr(processor, "pad_token_id", None) is not None:
         model.config.pad_token_id = processor.pad_token_id
     patience = data_args.early_stopping_patience if training_args.do_train else 0
-    trainer = Trainer(
+    trainer = task.trainer_class()(
         model=model,
         args=training_args,
         train_dataset=encoded.get("train"),

@@ -45,7 +45,7 @@ TINY_INPUTS = {
         "num_channels": 3,
         "num_key_value_heads": 4,
         "vocab_size": 0,
-        **dict.fromkeys(("pad_token_id", "bos_token_id", "eos_token_id")),
+        **dict.fromkeys(("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")),
     },
 }
 

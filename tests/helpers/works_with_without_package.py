@@ -51,6 +51,9 @@ def pipelines(cases: dict, batch: dict) -> dict:
     fill_mask = pipeline("fill-mask", model=cases["masked"], trust_remote_code=True)
     classify = pipeline("text-classification", model=cases["classifier"], trust_remote_code=True)
     tagger = pipeline("token-classification", model=cases["tagger"], trust_remote_code=True)
+    translate = pipeline("translation", model=cases["translator"], trust_remote_code=True)
+    summarize = pipeline("summarization", model=cases["translator"], trust_remote_code=True)
+    text_to_text = pipeline("text2text-generation", model=cases["translator"], trust_remote_code=True)
     return {
         "chat": chat(cases["chat"], **greedy)[0]["generated_text"],
         "chat_model_module": type(chat.model).__module__,
@@ -68,6 +71,10 @@ def pipelines(cases: dict, batch: dict) -> dict:
         "token_classification": [
             (tag["word"], tag["entity"], float(tag["score"])) for tag in tagger(cases["sentence"])
         ],
+        "translation": translate(cases["sentence"], **greedy)[0]["translation_text"],
+        "translation_pipeline_class": type(translate).__name__,
+        "summarization": summarize(cases["sentence"], **greedy),
+        "text2text_generation": text_to_text(cases["sentence"], **greedy),
     }
 
 

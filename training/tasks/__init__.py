@@ -85,12 +85,14 @@ class Task:
     collator_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     processor: str = "tokenizer"  # the key of PROCESSORS that prepares its inputs, saved with the model
     best_metric: str = "loss"  # fine-tuning: what early stopping and the best checkpoint watch on validation
-    has_pipeline: bool = True  # transformers 5 has a pipeline for it (it removed question-answering's)
+    has_pipeline: bool = True  # transformers 5 has a pipeline for it (it removed question-answering's, translation's)
+    trainer: str = "Trainer"  # the transformers trainer class; Seq2SeqTrainer evaluates what the model generates
+    head: str | None = None  # how the head's class name ends, where the Auto class's name does not say it
 
     @property
     def head_suffix(self) -> str:
         """How the head's class name ends ("ForCausalLM"): finetune tells a checkpoint's own task by it."""
-        return self.auto_class.removeprefix("AutoModel")
+        return self.head or self.auto_class.removeprefix("AutoModel")
 
     @property
     def per_token(self) -> bool:
@@ -104,8 +106,16 @@ class Task:
     def processor_kind(self) -> Processor:
         return PROCESSORS[self.processor]
 
+    @property
+    def generates(self) -> bool:
+        """Evaluated on what the model generates (`predict_with_generate`), not on its logits."""
+        return self.trainer == "Seq2SeqTrainer"
+
     def auto_model(self) -> type:
         return getattr(importlib.import_module("transformers"), self.auto_class)
+
+    def trainer_class(self) -> type:
+        return getattr(importlib.import_module("transformers"), self.trainer)
 
     def data_collator(self, processor, **kwargs):
         """The collator, given the processor when it pads with one (a tokenizer), else without (images)."""
@@ -212,6 +222,26 @@ TASKS: dict[str, Task] = {
             preprocess_function="transform_for_image_classification",
             processor="image_processor",
             best_metric="f1_macro",
+        ),
+        Task(
+            "translation",
+            "Translation",
+            "AutoModelForSeq2SeqLM",
+            "DataCollatorForSeq2Seq",
+            ("loss", "bleu", "chrf"),
+            {"copy_source": "Copy of the source", "nearest_neighbour": "Nearest training source's target (TF-IDF)"},
+            "Translating sentences like those of {dataset} from the source language to the target language.",
+            'pipe("Sentence to translate", max_new_tokens=64)',
+            columns=(
+                Column("source_column", "source", "the text to translate"),
+                Column("target_column", "target", "its translation"),
+            ),
+            code="training.tasks.translation",
+            preprocess_function="tokenize_for_translation",
+            best_metric="bleu",
+            has_pipeline=False,  # the checkpoint ships one (custom_pipelines): pipeline(..., trust_remote_code=True)
+            trainer="Seq2SeqTrainer",
+            head="ForConditionalGeneration",  # as BART's and ours are named
         ),
         Task(
             "text-generation",

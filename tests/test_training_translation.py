@@ -1,0 +1,61 @@
+"""Fine-tuning an encoder-decoder for translation with the task-generic script: from scratch on sentence pairs, scored
+by generating (BLEU and chrF through sacrebleu) next to copying the source and a translation memory on the same rows."""
+
+import json
+
+import pytest
+from helpers.training_data import FAST, TINY_SEQ2SEQ, read_json, write_jsonl, write_translation_data
+from transformers import AutoConfig
+
+from training import finetune
+from training.common import DataError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_translation_data(tmp_path_factory.mktemp("pairs"))
+
+
+def arguments(data, out, *extra) -> list[str]:
+    return [
+        "--preset", "vaswani", "--config_overrides", TINY_SEQ2SEQ, "--tokenizer_name_or_path", data["tokenizer"],
+        "--task", "translation", "--train_files", data["train"], "--validation_files", data["validation"],
+        "--output_dir", str(out), "--dataset_name", "toy-pairs", "--dataset_license", "CC0-1.0", *FAST, *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def translator(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("translator")
+    finetune.main(
+        arguments(data, out, "--test_files", data["test"], "--num_train_epochs", "20", "--learning_rate", "3e-3", "--lr_scheduler_type", "constant_with_warmup",
+                  "--warmup_steps", "20", "--per_device_train_batch_size", "16", "--early_stopping_patience", "0",
+                  "--do_train", "--do_predict")
+    )  # fmt: skip
+    return out
+
+
+def test_a_translator_trained_from_scratch_beats_copying_the_source_and_a_translation_memory(translator):
+    run_info = read_json(translator / "run_info.json")
+    assert run_info["task"] == "translation" and run_info["evaluated_split"] == "test"
+    metrics, baselines = run_info["metrics"], run_info["baselines"]
+    assert metrics["num_rows"] == 24
+    for baseline in ("copy_source", "nearest_neighbour"):
+        assert metrics["bleu"] > baselines[baseline]["bleu"] + 20, (metrics, baselines)
+        assert metrics["chrf"] > baselines[baseline]["chrf"], (metrics, baselines)
+
+
+def test_the_translator_is_saved_as_an_encoder_decoder_that_ships_its_translation_pipeline(translator):
+    config = AutoConfig.from_pretrained(translator, trust_remote_code=True)
+    assert config.architectures == ["CustomTransformerForConditionalGeneration"]
+    assert config.is_encoder_decoder and config.decoder_start_token_id == config.bos_token_id
+    assert "translation" in config.custom_pipelines
+    assert (translator / "pipeline_custom_transformer.py").is_file()
+
+
+def test_pairs_with_an_empty_target_are_refused_naming_how_many_and_the_first(data, tmp_path):
+    rows = [json.loads(line) for line in open(data["train"], encoding="utf-8")]
+    rows[3]["target"] = "  "
+    broken = {**data, "train": write_jsonl(tmp_path / "train.jsonl", rows)}
+    with pytest.raises(DataError, match=r"1 row\(s\) of the train split have an empty target .* \(first: row 3\)"):
+        finetune.main(arguments(broken, tmp_path / "out", "--do_train"))

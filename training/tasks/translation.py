@@ -1,0 +1,110 @@
+"""Translation (and any other text-to-text task of sentence pairs): sources and targets tokenized by one tokenizer
+(the target as `text_target`, which becomes the labels), evaluation by generating (`Seq2SeqTrainer` with
+`predict_with_generate`), BLEU and chrF through sacrebleu, and two baselines scored on the same rows: copying the
+source, and the target of the training source most like it (TF-IDF nearest neighbour, a translation memory).
+
+What `training.finetune` asks of a task's code is listed in `classification.py`.
+"""
+
+import numpy as np
+from datasets import DatasetDict, Value
+from sklearn.feature_extraction.text import TfidfVectorizer
+from transformers import EvalPrediction
+
+from ..common import DataError, load_metric, map_replacing_columns
+from . import Task
+
+IGNORE_INDEX = -100  # label padding (DataCollatorForSeq2Seq), and the padding of generated ids between batches
+INCLUDE_FOR_METRICS = ()
+logits_to_predictions = None  # evaluation keeps the generated token ids as they are
+
+
+def read_labels(raw: DatasetDict, task: Task, data_args, model_args, base_config, do_train: bool):
+    """No label vocabulary: the targets are text. Both columns must be text, and no target empty."""
+    for split, dataset in raw.items():
+        for column, flag in task.column_flags(data_args).items():
+            feature = dataset.features[column]
+            if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+                raise DataError(f"Column {column!r} ({flag}) of the {split} split holds {feature}, not text.")
+        _, target_column = task.column_flags(data_args)
+        empty = [row for row, text in enumerate(dataset[target_column]) if not (text and text.strip())]
+        if empty:
+            raise DataError(
+                f"{len(empty)} row(s) of the {split} split have an empty target in column {target_column!r} (first: "
+                f"row {empty[0]}): a model cannot learn to translate into nothing. Drop or fix those rows."
+            )
+    return raw, {}
+
+
+def stratify_column(task: Task, data_args) -> None:
+    return None  # a held-out validation split is a random sample of the pairs
+
+
+def tokenize_for_translation(
+    splits, tokenizer, source_column, target_column, max_length, training_args, num_proc=None, **_
+) -> DatasetDict:
+    """The labels are the target's tokens ending in </s> (which teaches the decoder where a translation stops; a
+    tokenizer made for causal LMs adds none) and without a leading <s> (the decoder's start token is its input)."""
+
+    def encode(batch):
+        encoded = tokenizer(batch[source_column], truncation=True, max_length=max_length)
+        targets = tokenizer(batch[target_column], truncation=True, max_length=max_length - 1)["input_ids"]
+        encoded["labels"] = [target_labels(ids, tokenizer) for ids in targets]
+        return encoded
+
+    with training_args.main_process_first(desc="tokenizing"):
+        return map_replacing_columns(splits, encode, num_proc)
+
+
+def target_labels(ids: list[int], tokenizer) -> list[int]:
+    ids = ids[1:] if ids and ids[0] == tokenizer.bos_token_id else ids
+    return ids if ids and ids[-1] == tokenizer.eos_token_id else [*ids, tokenizer.eos_token_id]
+
+
+def translation_scores(predictions: list[str], references: list[str], sacrebleu=None) -> dict[str, float]:
+    scores = (sacrebleu or load_metric("sacrebleu")).compute(predictions=predictions, references=references)
+    return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+
+
+def decode(tokenizer, ids) -> list[str]:
+    ids = np.asarray(ids)
+    return [
+        text.strip()
+        for text in tokenizer.batch_decode(
+            np.where(ids == IGNORE_INDEX, tokenizer.pad_token_id, ids), skip_special_tokens=True
+        )
+    ]
+
+
+def compute_metrics(config, tokenizer):
+    """BLEU and chrF of the generated translations against the targets; `num_rows` counts the pairs scored."""
+    sacrebleu = load_metric("sacrebleu")
+
+    def compute(eval_prediction: EvalPrediction) -> dict[str, float]:
+        predictions = eval_prediction.predictions
+        predictions = predictions[0] if isinstance(predictions, tuple) else predictions
+        references = decode(tokenizer, eval_prediction.label_ids)
+        scores = translation_scores(decode(tokenizer, predictions), references, sacrebleu)
+        return {**scores, "num_rows": len(references)}
+
+    return compute
+
+
+def copy_source(raw, encoded, split: str, data_args, config, tokenizer) -> dict[str, float]:
+    """The source as its own translation: what names, numbers and shared words alone score."""
+    source, target = data_args.source_column, data_args.target_column
+    return translation_scores(raw[split][source], raw[split][target])
+
+
+def nearest_neighbour(raw, encoded, split: str, data_args, config, tokenizer) -> dict[str, float]:
+    """A translation memory: the target of the training pair whose source is nearest (cosine of the TF-IDF of
+    character 2-4-grams within words, which match across inflections and spelling variants)."""
+    source, target = data_args.source_column, data_args.target_column
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    memory = vectorizer.fit_transform(raw["train"][source])
+    queries = vectorizer.transform(raw[split][source])
+    nearest = np.asarray((queries @ memory.T).argmax(axis=1)).reshape(-1)
+    return translation_scores([raw["train"][target][i] for i in nearest], raw[split][target])
+
+
+BASELINES = {"copy_source": copy_source, "nearest_neighbour": nearest_neighbour}

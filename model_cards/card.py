@@ -189,7 +189,8 @@ def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -
         "processor": task.processor,  # also the name of the pipeline's keyword for it
         "processor_class": task.processor_kind.auto_class,
         "example_call": task.example_call,
-        "has_pipeline": task.has_pipeline,
+        "has_pipeline": task.has_pipeline or task.ships_pipeline,
+        "ships_pipeline": task.ships_pipeline,
         "intended_use": task.intended_use.format(dataset=dataset["name"]),
         "config": config,  # config.json, as saved
         "architecture": (config.get("architectures") or ["unknown"])[0],

@@ -7,6 +7,7 @@ import pytest
 from helpers.training_data import FAST, TINY_SEQ2SEQ, read_json, write_jsonl, write_translation_data
 from transformers import AutoConfig
 
+from model_cards import export_run
 from training import finetune
 from training.common import DataError
 
@@ -51,6 +52,13 @@ def test_the_translator_is_saved_as_an_encoder_decoder_that_ships_its_translatio
     assert config.is_encoder_decoder and config.decoder_start_token_id == config.bos_token_id
     assert "translation" in config.custom_pipelines
     assert (translator / "pipeline_custom_transformer.py").is_file()
+
+
+def test_the_card_of_the_run_loads_the_shipped_pipeline_by_name_and_shows_the_baselines(translator, tmp_path):
+    export_run(translator, tmp_path / "hub")
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert 'pipe = pipeline("translation", model=repo_id, trust_remote_code=True, revision=revision)' in card
+    assert "| Copy of the source |" in card and "| Layers | 2 encoder + 2 decoder |" in card
 
 
 def test_pairs_with_an_empty_target_are_refused_naming_how_many_and_the_first(data, tmp_path):

@@ -88,6 +88,7 @@ class Task:
     has_pipeline: bool = True  # transformers 5 has a pipeline for it (it removed question-answering's, translation's)
     trainer: str = "Trainer"  # the transformers trainer class; Seq2SeqTrainer evaluates what the model generates
     head: str | None = None  # how the head's class name ends, where the Auto class's name does not say it
+    ships_pipeline: bool = False  # its checkpoints carry its pipeline (custom_pipelines), loaded by name and code
 
     @property
     def head_suffix(self) -> str:
@@ -242,6 +243,7 @@ TASKS: dict[str, Task] = {
             has_pipeline=False,  # the checkpoint ships one (custom_pipelines): pipeline(..., trust_remote_code=True)
             trainer="Seq2SeqTrainer",
             head="ForConditionalGeneration",  # as BART's and ours are named
+            ships_pipeline=True,
         ),
         Task(
             "text-generation",

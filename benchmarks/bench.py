@@ -4,8 +4,8 @@
     python benchmarks/bench.py --profile      # torch.profiler over greedy decoding of our llama preset, batch 1
     python benchmarks/bench.py --layouts      # batch-1 matmul time per weight layout (what bounds decoding)
 
-llama vs LlamaForCausalLM, gpt2 vs GPT2LMHeadModel, bert vs BertForMaskedLM, vit vs ViTForImageClassification, all
-sdpa, fp32: same shapes and the same weights (the reference is saved with random weights and converted to ours by
+llama vs LlamaForCausalLM, gpt2 vs GPT2LMHeadModel, bert vs BertForMaskedLM, vit vs ViTForImageClassification,
+marian vs MarianMTModel (the ids are source and target; generation translates the prompt), all sdpa, fp32: same shapes and the same weights (the reference is saved with random weights and converted to ours by
 custom_transformer.convert). For vit a "token" is a 16x16 patch of an RGB image isqrt(seq) patches a side (seq 256:
 256x256 pixels, 256 patches and [CLS]), so images/s is tok/s / 256 (medium: 22x22 patches, / 484).
 Each measurement runs in a fresh process; see benchmarks/README.md for the columns and how noise is handled.
@@ -32,9 +32,13 @@ SIZES = {
     "small": {"hidden": 256, "layers": 4, "heads": 8, "seq": 256, "batch": 8, "vocab": 8000, "prompt": 64},
     "medium": {"hidden": 768, "layers": 12, "heads": 12, "seq": 512, "batch": 2, "vocab": None, "prompt": 128},
 }
-FAMILIES = ("llama", "gpt2", "bert", "vit")
-# (batch, cache): "compiled" is the documented fast path, a static cache with generate's own torch.compile.
-GENERATIONS = tuple((batch, cache) for batch in (1, 8) for cache in ("dynamic", "static", "compiled"))
+FAMILIES = ("llama", "gpt2", "bert", "vit", "marian")
+# (batch, cache): "compiled" is the documented fast path, a static cache with generate's own torch.compile;
+# "beam4" is beam search (4 beams, dynamic cache), what translation uses.
+GENERATIONS = (
+    *((batch, cache) for batch in (1, 8) for cache in ("dynamic", "static", "compiled")),
+    (1, "beam4"),
+)
 IMPLEMENTATIONS = ("ours", "reference")
 
 
@@ -138,7 +142,7 @@ def main_value(result: dict) -> str:
 
 
 def cases_for(shape: dict, decoder: bool, settings: Settings) -> list[tuple[str, str, dict]]:
-    """(name, kind, arguments) of every case of one model: generation only for decoders."""
+    """(name, kind, arguments) of every case of one model: generation only for the models that generate."""
     batch_seq = {"batch": shape["batch"], "seq": shape["seq"]}
     cases = [("train", "train", batch_seq), ("forward", "forward", batch_seq), ("load", "load", {})]
     if decoder:

@@ -26,6 +26,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
     CompileConfig,
 )
 from transformers.pytorch_utils import Conv1D
@@ -33,12 +34,13 @@ from transformers.pytorch_utils import Conv1D
 transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars would bury the progress lines
 
 # The Auto class that loads each family's measured model (the reference class is the family's, in
-# custom_transformer.families); decoders are also measured generating.
+# custom_transformer.families); decoders and encoder-decoders are also measured generating.
 AUTO_CLASSES = {
     "llama": AutoModelForCausalLM,
     "gpt2": AutoModelForCausalLM,
     "bert": AutoModelForMaskedLM,
     "vit": AutoModelForImageClassification,
+    "marian": AutoModelForSeq2SeqLM,
 }
 # Image families read `seq` as patches: RGB images of PATCH x PATCH patches, sqrt(seq) of them a side ([CLS] aside).
 PATCH = 16
@@ -79,7 +81,7 @@ def _build_checkpoint(family: str, shape: dict, root: str) -> dict:
     return {
         **folders,
         "reference_class": type(reference).__name__,
-        "decoder": config.is_decoder,
+        "decoder": reference.can_generate(),  # decoders and encoder-decoders are also measured generating
         "forward_flops_per_token": forward_flops_per_token(reference, shape["seq"]),
         "matmul_weight_bytes": sum(m.weight.nbytes for m in reference.modules() if isinstance(m, (nn.Linear, Conv1D))),
     }
@@ -106,7 +108,7 @@ def _token_fields(preset: dict, shape: dict) -> dict:
     # GPT-2's special token 50256 does not exist in a smaller vocabulary: use its last id instead.
     special_tokens = {
         name: min(preset[name], vocab_size - 1)
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
         if preset.get(name) is not None
     }
     return {"vocab_size": vocab_size, **special_tokens}
@@ -156,8 +158,9 @@ def load(folder: str, family: str) -> nn.Module:
 
 
 def inputs_and_labels(model: nn.Module, batch: int, seq: int) -> tuple[dict, torch.Tensor, int]:
-    """The same inputs for ours and the reference: token ids (their own labels), or images (isqrt(seq) patches a
-    side) and class labels; and the tokens in the batch (patches for images)."""
+    """The same inputs for ours and the reference: token ids (their own labels; an encoder-decoder reads them on both
+    sides), or images (isqrt(seq) patches a side) and class labels; and the tokens in the batch (patches for images,
+    target tokens for an encoder-decoder)."""
     generator = torch.Generator().manual_seed(SEED)
     if model.main_input_name == "pixel_values":
         side = math.isqrt(seq)
@@ -165,7 +168,8 @@ def inputs_and_labels(model: nn.Module, batch: int, seq: int) -> tuple[dict, tor
         labels = torch.randint(0, IMAGE_CLASSES, (batch,), generator=generator)
         return {"pixel_values": pixels}, labels, batch * side * side
     ids = random_ids(batch, seq, model.config.vocab_size)
-    return {"input_ids": ids}, ids, batch * seq
+    decoder = {"decoder_input_ids": ids} if model.config.is_encoder_decoder else {}
+    return {"input_ids": ids, **decoder}, ids, batch * seq
 
 
 def random_ids(batch: int, length: int, vocab_size: int) -> torch.Tensor:
@@ -217,10 +221,12 @@ def measure_forward(folder: str, family: str, batch: int, seq: int, repeats: int
 def measure_generate(
     folder: str, family: str, batch: int, prompt: int, new_tokens: int, cache: str, repeats: int, **_
 ) -> dict:
-    """New tokens/s of greedy `generate` (prefill included), with exactly `new_tokens` per sequence."""
+    """New tokens/s of greedy (or beam) `generate`, prefill included, with exactly `new_tokens` per sequence; an
+    encoder-decoder reads the prompt as its source and writes after its start token."""
     model = load(folder, family).eval()
     ids = random_ids(batch, prompt, model.config.vocab_size)
-    options = generate_options(cache)
+    options = {"num_beams": 1, **generate_options(cache)}
+    new_from = 1 if model.config.is_encoder_decoder else prompt
     generated = []
 
     def generate():
@@ -230,10 +236,9 @@ def measure_generate(
             max_new_tokens=new_tokens,
             min_new_tokens=new_tokens,
             do_sample=False,
-            num_beams=1,
             pad_token_id=model.config.eos_token_id,
             **options,
-        )[:, prompt:].tolist()
+        )[:, new_from:].tolist()
 
     times = time_repeats(generate, repeats)
     return {"tok_s": [batch * new_tokens / t for t in times], "tokens": generated}
@@ -245,6 +250,8 @@ def generate_options(cache: str) -> dict:
     compile by default). The warm-up call pays the compilation."""
     if cache == "dynamic":
         return {}
+    if cache == "beam4":
+        return {"num_beams": 4}
     if cache == "static":
         return {"cache_implementation": "static"}
     compile_config = CompileConfig(fullgraph=True, mode="default")

@@ -13,6 +13,7 @@ for causal LMs) with the greedy tokens it generated without a cache. RESULT.json
 - ``deprecations``: every deprecation warning, and every log record of ``transformers`` (or of the loaded
   ``transformers_modules``) that mentions deprecation, de-duplicated, with its source;
 - ``log_warnings``: every other warning those loggers gave (not checked; for diagnosing a failing release);
+- ``pipelines``: per encoder-decoder checkpoint, what the translation pipeline it ships answered;
 - ``without_trust``: what loading without ``trust_remote_code`` did (it must refuse).
 
 Every failure is recorded as a string next to its entry; the run goes on to the next one.
@@ -164,6 +165,8 @@ def run(torch, transformers, cases: dict, signals: DeprecationSignals, caught: l
             signals.take_warnings(caught)
             if model is not None and "generate" in case and auto_name == case["compare_with"]:
                 results["generations"][name] = generate_every_way(torch, model, case["generate"], signals, caught)
+        if "pipeline" in case:
+            results.setdefault("pipelines", {})[name] = shipped_pipeline(transformers, case, signals, caught)
     if "refuse_without_trust" in cases:
         signals.during = "refuse_without_trust"
         try:
@@ -173,6 +176,20 @@ def run(torch, transformers, cases: dict, signals: DeprecationSignals, caught: l
             results["without_trust"] = f"{type(error).__name__}: {error}"
         signals.take_warnings(caught)
     return results
+
+
+def shipped_pipeline(transformers, case: dict, signals: DeprecationSignals, caught: list) -> dict:
+    """The pipeline the checkpoint ships (`custom_pipelines`), by task name, from the folder's own code."""
+    spec = case["pipeline"]
+    signals.during = f"pipeline {spec['task']}"
+    try:
+        pipe = transformers.pipeline(spec["task"], model=case["folder"], trust_remote_code=True)
+        answer = pipe(spec["text"], max_new_tokens=spec["max_new_tokens"], do_sample=False)
+        result = {"answer": answer, "equals_expected": answer == spec["expected"]}
+    except Exception as error:
+        result = {"error": describe(error), "equals_expected": False}
+    signals.take_warnings(caught)
+    return result
 
 
 def generate_every_way(torch, model, case: dict, signals: DeprecationSignals, caught: list) -> dict:

@@ -43,6 +43,7 @@ COLUMNS = (
     "none==expected",
     "dynamic==expected",
     "static==expected",
+    "translation pipeline",
     "deprecation signals",
     "first error (short)",
 )
@@ -72,17 +73,19 @@ def run_release(version: str, cases: Path, workdir: Path) -> dict:
 
 def row(run: dict) -> list[str]:
     if "error" in run:
-        return [run["version"], "-", "-", "-", "-", "-", "-", short(run["error"])]
+        return [run["version"], *["-"] * (len(COLUMNS) - 2), short(run["error"])]
     results = run["results"]
     loads = results["loads"].values()
     diffs = [entry["max_abs_diff"] for entry in loads if "max_abs_diff" in entry]
     generations = results["generations"].values()
     same = [f"{sum(g[m]['equals_expected'] for g in generations)}/{len(generations)}" for m in GENERATION_MODES]
+    pipelines = results.get("pipelines", {}).values()
     return [
         run["version"],
         f"{sum('error' not in entry for entry in loads)}/{len(loads)}",
         f"{max(diffs):.1e}" if diffs else "-",
         *same,
+        f"{sum(p['equals_expected'] for p in pipelines)}/{len(pipelines)}",
         str(len(results["deprecations"])),
         short(run["failures"][0]) if run["failures"] else "",
     ]

@@ -18,6 +18,7 @@ RUNNER = Path(__file__).parent / "checkpoint_contract.py"
 LOGITS_TOLERANCE = 1e-5
 MAX_NEW_TOKENS = 8  # the runner generates as many
 GENERATION_MODES = ("use_cache=False", "dynamic", "static")
+SENTENCE = "a big cat sat on the mat"  # what the encoder-decoders' shipped translation pipeline translates
 
 
 def token_batch(left_padding: bool, batch: int = 2, seq: int = 7):
@@ -80,6 +81,7 @@ def save_contract_checkpoints(root: Path) -> Path:
     import torch
 
     from helpers.models import make_pixels
+    from helpers.word_tokenizer import word_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     input_ids, attention_mask = token_batch(left_padding=False)
@@ -116,6 +118,17 @@ def save_contract_checkpoints(root: Path) -> Path:
                 "attention_mask": prompt_mask,
                 "new_tokens_from": new_tokens_from,
                 "expected_new_tokens": generated[:, new_tokens_from:],
+            }
+        if model.config.is_encoder_decoder:  # the pipeline transformers 5 removed comes with the checkpoint
+            tokenizer = word_tokenizer()
+            tokenizer.save_pretrained(folder)
+            with torch.no_grad():
+                translated = model.generate(**tokenizer(SENTENCE, return_tensors="pt"), max_new_tokens=MAX_NEW_TOKENS)
+            case["pipeline"] = {
+                "task": "translation",
+                "text": SENTENCE,
+                "max_new_tokens": MAX_NEW_TOKENS,
+                "expected": [{"translation_text": tokenizer.decode(translated[0], skip_special_tokens=True)}],
             }
         cases["checkpoints"][name] = case
     cases["refuse_without_trust"] = str(root / "llama")
@@ -163,6 +176,9 @@ def contract_failures(results: dict, expect_no_deprecations: bool) -> list[str]:
                 failures.append(f"{name} generate {mode}: {got['error']}")
             elif not got["equals_expected"]:
                 failures.append(f"{name} generate {mode}: {got['tokens']} != the tokens generated before saving")
+    for name, got in results.get("pipelines", {}).items():
+        if "error" in got or not got["equals_expected"]:
+            failures.append(f"{name} pipeline: {got.get('error') or got['answer']} != what generate gave before saving")
     if "without_trust" in results and "trust_remote_code=True" not in results["without_trust"]:
         failures.append(f"loading without trust_remote_code did not refuse: {results['without_trust']}")
     if expect_no_deprecations:

@@ -40,10 +40,8 @@ def next_token_logits(model, ids: torch.Tensor) -> torch.Tensor:
     return model(ids, use_cache=False).logits[:, -1:]
 
 
-def test_compiled_greedy_static_cache_generation_gives_the_eager_tokens():
-    model = build(CustomTransformerForCausalLM, "llama")
-    input_ids, attention_mask = make_inputs(seq=5, left_padding=True)
-    greedy = {"max_new_tokens": 4, "do_sample": False, "cache_implementation": "static"}
+def eager_and_compiled_generations(model, input_ids, attention_mask, **greedy) -> tuple[list, list]:
+    """`generate` with a static cache, eagerly and on its compiled path (asserted taken)."""
     eager = model.generate(input_ids, attention_mask=attention_mask, **greedy)
     # generate compiles its decode steps itself on accelerators; `_compile_all_devices` is its switch for CPU.
     compile_config = CompileConfig(fullgraph=True, mode="default")
@@ -55,7 +53,15 @@ def test_compiled_greedy_static_cache_generation_gives_the_eager_tokens():
     torch._dynamo.reset()
     compiled = model.generate(input_ids, attention_mask=attention_mask, compile_config=compile_config, **greedy)
     assert compiled_calls, "generate did not take its compiled path"
-    assert compiled.tolist() == eager.tolist()
+    return eager.tolist(), compiled.tolist()
+
+
+def test_compiled_greedy_static_cache_generation_gives_the_eager_tokens():
+    model = build(CustomTransformerForCausalLM, "llama")
+    input_ids, attention_mask = make_inputs(seq=5, left_padding=True)
+    greedy = {"max_new_tokens": 4, "do_sample": False, "cache_implementation": "static"}
+    eager, compiled = eager_and_compiled_generations(model, input_ids, attention_mask, **greedy)
+    assert compiled == eager
 
 
 def test_compiled_static_cache_translation_gives_the_eager_tokens():
@@ -63,17 +69,8 @@ def test_compiled_static_cache_translation_gives_the_eager_tokens():
     model = build(CustomTransformerForConditionalGeneration, "vaswani")
     input_ids, attention_mask = make_inputs(seq=5)
     greedy = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False, "cache_implementation": "static"}
-    eager = model.generate(input_ids, attention_mask=attention_mask, **greedy)
-    compile_config = CompileConfig(fullgraph=True, mode="default")
-    compile_config._compile_all_devices = True
-    compiled_calls = []
-    model.get_compiled_call = lambda config: (
-        compiled_calls.append(config) or type(model).get_compiled_call(model, config)
-    )
-    torch._dynamo.reset()
-    compiled = model.generate(input_ids, attention_mask=attention_mask, compile_config=compile_config, **greedy)
-    assert compiled_calls, "generate did not take its compiled path"
-    assert compiled.tolist() == eager.tolist()
+    eager, compiled = eager_and_compiled_generations(model, input_ids, attention_mask, **greedy)
+    assert compiled == eager
 
 
 # How a decode step learns its position: from the cache's length, or given as generate gives it (by release).

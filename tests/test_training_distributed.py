@@ -15,10 +15,12 @@ import torch
 from helpers.training_data import (
     FAST,
     TINY_MODEL,
+    TINY_SEQ2SEQ,
     TINY_VIT,
     make_workspace,
     read_json,
     write_image_folders,
+    write_translation_data,
 )
 from safetensors.torch import load_file
 
@@ -131,4 +133,29 @@ def test_torchrun_trains_an_image_classifier_from_scratch_like_one_process(tmp_p
     one, two = read_json(tmp_path / "one" / "all_results.json"), read_json(tmp_path / "two" / "all_results.json")
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
     assert two["eval_num_rows"] == one["eval_num_rows"] == 12
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+
+
+def test_torchrun_trains_a_translator_like_one_process_and_scores_each_generated_translation_once(tmp_path):
+    """Generated translations differ in length between processes: they are padded to be gathered, and the padding
+    of the uneven split (15 pairs on 2 processes) is dropped before BLEU is computed."""
+    pairs = write_translation_data(tmp_path / "pairs", sizes=(("train", 32), ("validation", 15)))
+
+    def argv(output_dir, per_device_batch):
+        return [
+            "--preset", "vaswani", "--config_overrides", TINY_SEQ2SEQ, "--tokenizer_name_or_path", pairs["tokenizer"],
+            "--task", "translation", "--train_files", pairs["train"], "--validation_files", pairs["validation"],
+            "--output_dir", str(output_dir), "--num_train_epochs", "2", "--learning_rate", "3e-3",
+            "--per_device_train_batch_size", str(per_device_batch), "--per_device_eval_batch_size", "1",
+            "--baselines", "false", "--save_strategy", "no", "--load_best_model_at_end", "false",
+            "--early_stopping_patience", "0", "--logging_steps", "1", "--do_train", "--do_eval", *FAST,
+        ]  # fmt: skip
+
+    finetune.main(argv(tmp_path / "one", per_device_batch=16))
+    launch(TORCHRUN, "training.finetune", argv(tmp_path / "two", per_device_batch=8))
+
+    one, two = read_json(tmp_path / "one" / "all_results.json"), read_json(tmp_path / "two" / "all_results.json")
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)  # token-level loss, not doubled
+    assert two["eval_num_rows"] == one["eval_num_rows"] == 15
+    assert two["eval_bleu"] == pytest.approx(one["eval_bleu"]) and two["eval_chrf"] == pytest.approx(one["eval_chrf"])
     assert_same_weights(tmp_path / "one", tmp_path / "two")

@@ -86,7 +86,9 @@ class Task:
     processor: str = "tokenizer"  # the key of PROCESSORS that prepares its inputs, saved with the model
     best_metric: str = "loss"  # fine-tuning: what early stopping and the best checkpoint watch on validation
     has_pipeline: bool = True  # transformers 5 has a pipeline for it (it removed question-answering's, translation's)
-    trainer: str = "Trainer"  # the transformers trainer class; Seq2SeqTrainer evaluates what the model generates
+    # The trainer class: transformers' (Trainer), or a subclass in the task's code module; a Seq2SeqTrainer evaluates
+    # what the model generates.
+    trainer: str = "Trainer"
     head: str | None = None  # how the head's class name ends, where the Auto class's name does not say it
     ships_pipeline: bool = False  # its checkpoints carry its pipeline (custom_pipelines), loaded by name and code
 
@@ -110,13 +112,14 @@ class Task:
     @property
     def generates(self) -> bool:
         """Evaluated on what the model generates (`predict_with_generate`), not on its logits."""
-        return self.trainer == "Seq2SeqTrainer"
+        return issubclass(self.trainer_class(), importlib.import_module("transformers").Seq2SeqTrainer)
 
     def auto_model(self) -> type:
         return getattr(importlib.import_module("transformers"), self.auto_class)
 
     def trainer_class(self) -> type:
-        return getattr(importlib.import_module("transformers"), self.trainer)
+        module = self.code if self.code and hasattr(self.task_code(), self.trainer) else "transformers"
+        return getattr(importlib.import_module(module), self.trainer)
 
     def data_collator(self, processor, **kwargs):
         """The collator, given the processor when it pads with one (a tokenizer), else without (images)."""
@@ -241,7 +244,7 @@ TASKS: dict[str, Task] = {
             preprocess_function="tokenize_for_translation",
             best_metric="bleu",
             has_pipeline=False,  # the checkpoint ships one (custom_pipelines): pipeline(..., trust_remote_code=True)
-            trainer="Seq2SeqTrainer",
+            trainer="Seq2SeqTrainerScoringEachPairOnce",
             head="ForConditionalGeneration",  # as BART's and ours are named
             ships_pipeline=True,
         ),

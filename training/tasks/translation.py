@@ -9,7 +9,7 @@ What `training.finetune` asks of a task's code is listed in `classification.py`.
 import numpy as np
 from datasets import DatasetDict, Value
 from sklearn.feature_extraction.text import TfidfVectorizer
-from transformers import EvalPrediction
+from transformers import EvalPrediction, Seq2SeqTrainer
 
 from ..common import DataError, load_metric, map_replacing_columns
 from . import Task
@@ -108,3 +108,18 @@ def nearest_neighbour(raw, encoded, split: str, data_args, config, tokenizer) ->
 
 
 BASELINES = {"copy_source": copy_source, "nearest_neighbour": nearest_neighbour}
+
+
+class Seq2SeqTrainerScoringEachPairOnce(Seq2SeqTrainer):
+    """Seq2SeqTrainer gathers what the processes generated with `accelerator.gather` (for `num_return_sequences`
+    > 1, transformers #27025), which keeps the rows an uneven split repeats to keep processes in step: under DDP,
+    15 validation pairs were scored as 16. With one translation per source, gather as Trainer does and drop the
+    repeats (`gather_for_metrics`)."""
+
+    def __setattr__(self, name, value):
+        one_per_source = (
+            (self.model.generation_config.num_return_sequences or 1) == 1 if name == "gather_function" else False
+        )
+        if one_per_source and value == self.accelerator.gather:
+            value = self.accelerator.gather_for_metrics
+        super().__setattr__(name, value)

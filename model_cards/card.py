@@ -230,10 +230,10 @@ def labels(run: Run) -> list[str]:
 
 
 def hyperparameter_rows(run: Run) -> list[tuple[str, str]]:
-    """One (name, value) row per recorded number, nested names dotted; paths of the training machine omitted."""
-    return [
-        (f"`{key}`", _hyperparameter(value)) for key, value in _flatten(run.info.get("hyperparameters") or {}).items()
-    ]
+    """One (name, value) row per recorded number, nested names dotted; paths of the training machine omitted, and
+    settings that do not apply to the run (recorded as None, e.g. `max_seq_length` of an image model) left out."""
+    hyperparameters = _flatten(run.info.get("hyperparameters") or {})
+    return [(f"`{key}`", _hyperparameter(value)) for key, value in hyperparameters.items() if value is not None]
 
 
 def result_rows(run: Run) -> list[tuple[str, ...]]:

@@ -341,3 +341,12 @@ def test_a_machine_path_in_safetensors_metadata_is_found_but_tensor_bytes_are_no
     assert find_local_paths(tmp_path, ["model.safetensors"], extra=(secret,)) == [("model.safetensors", str(secret))]
     save_file({"weight": tensor}, tmp_path / "model.safetensors", metadata={"format": "pt"})
     assert find_local_paths(tmp_path, ["model.safetensors"], extra=(secret,)) == []
+
+
+def test_the_card_lists_the_recorded_hyperparameters_but_not_those_that_do_not_apply():
+    from types import SimpleNamespace
+
+    from model_cards.card import hyperparameter_rows
+
+    run = SimpleNamespace(info={"hyperparameters": {"learning_rate": 0.002, "max_seq_length": None, "seed": 0}})
+    assert [name for name, _ in hyperparameter_rows(run)] == ["`learning_rate`", "`seed`"]

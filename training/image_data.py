@@ -9,13 +9,13 @@ the package's own.
 """
 
 import gzip
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+from . import debian
 
 PACKAGE = "dataset-fashion-mnist"
 LICENSE = "MIT"
@@ -28,35 +28,9 @@ VALIDATION_SIZE = 6000
 PUBLISHED = {"SVC (RBF kernel, C=10)": 0.897, "MLPClassifier (100 units)": 0.871}
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("CT_DEBIAN_CACHE", Path.home() / ".cache" / "custom_transformer" / "debian"))
-
-
 def package_files(cache: Path | None = None) -> Path:
     """The unpacked package's data folder, fetched on first use."""
-    root = (cache or cache_dir()) / PACKAGE
-    if (root / FILES / "t10k-labels-idx1-ubyte.gz").is_file():
-        return root / FILES
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise RuntimeError(
-            f"Fetching {PACKAGE} needs apt-get and dpkg-deb (Debian or Ubuntu). Elsewhere, unpack the package "
-            f"yourself so that {root / FILES} holds its four idx .gz files."
-        )
-    download = root.parent / f".{PACKAGE}-download"
-    shutil.rmtree(download, ignore_errors=True)
-    download.mkdir(parents=True)
-    fetched = subprocess.run(["apt-get", "download", PACKAGE], cwd=download, capture_output=True, text=True)
-    debs = sorted(download.glob(f"{PACKAGE}_*.deb"))
-    if fetched.returncode != 0 or not debs:
-        raise RuntimeError(
-            f"`apt-get download {PACKAGE}` failed ({fetched.stderr.strip()[-500:]}): run `apt-get update` first, "
-            "or check that the machine can reach a Debian mirror."
-        )
-    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(download / "unpacked")], check=True)
-    shutil.rmtree(root, ignore_errors=True)
-    (download / "unpacked").rename(root)  # complete, or not there: a killed fetch starts again
-    shutil.rmtree(download, ignore_errors=True)
-    return root / FILES
+    return debian.unpacked(PACKAGE, FILES / "t10k-labels-idx1-ubyte.gz", cache) / FILES
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -112,6 +112,14 @@ class VaswaniPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     is_encoder_decoder = True
 
 
+class BartPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
+    """The other encoder-decoder switches: learned positions and a norm over each side's embeddings."""
+
+    preset = "bart"
+    model_tester_class = TinySeq2SeqModelTester
+    is_encoder_decoder = True
+
+
 class ViTPresetModelTest(CustomTransformerTesterBase, unittest.TestCase):
     preset = "vit"
     model_tester_class = TinyImageModelTester

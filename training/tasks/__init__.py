@@ -233,7 +233,11 @@ TASKS: dict[str, Task] = {
             "AutoModelForSeq2SeqLM",
             "DataCollatorForSeq2Seq",
             ("loss", "bleu", "chrf"),
-            {"copy_source": "Copy of the source", "nearest_neighbour": "Nearest training source's target (TF-IDF)"},
+            {
+                "copy_source": "Copy of the source",
+                "nearest_neighbour": "Nearest training source's target (TF-IDF)",
+                "word_by_word": "Word-by-word dictionary (Dice, from the training pairs)",
+            },
             "Translating sentences like those of {dataset} from the source language to the target language.",
             'pipe("Sentence to translate", max_new_tokens=64)',
             columns=(

@@ -1,10 +1,14 @@
 """Translation (and any other text-to-text task of sentence pairs): sources and targets tokenized by one tokenizer
 (the target as `text_target`, which becomes the labels), evaluation by generating (`Seq2SeqTrainer` with
-`predict_with_generate`), BLEU and chrF through sacrebleu, and two baselines scored on the same rows: copying the
-source, and the target of the training source most like it (TF-IDF nearest neighbour, a translation memory).
+`predict_with_generate`), BLEU and chrF through sacrebleu, and three baselines scored on the same rows: copying the
+source, the target of the training source most like it (TF-IDF nearest neighbour, a translation memory), and a
+word-for-word dictionary learnt from the training pairs.
 
 What `training.finetune` asks of a task's code is listed in `classification.py`.
 """
+
+import re
+from collections import Counter
 
 import numpy as np
 from datasets import DatasetDict, Value
@@ -14,6 +18,7 @@ from transformers import EvalPrediction, Seq2SeqTrainer
 from ..common import DataError, load_metric, map_replacing_columns
 from . import Task
 
+WORD = re.compile(r"\w+|[^\w\s]")  # words and punctuation marks, as the dictionary baseline reads them
 IGNORE_INDEX = -100  # label padding (DataCollatorForSeq2Seq), and the padding of generated ids between batches
 INCLUDE_FOR_METRICS = ()
 logits_to_predictions = None  # evaluation keeps the generated token ids as they are
@@ -107,7 +112,39 @@ def nearest_neighbour(raw, encoded, split: str, data_args, config, tokenizer) ->
     return translation_scores([raw["train"][target][i] for i in nearest], raw[split][target])
 
 
-BASELINES = {"copy_source": copy_source, "nearest_neighbour": nearest_neighbour}
+def word_by_word(raw, encoded, split: str, data_args, config, tokenizer) -> dict[str, float]:
+    """A dictionary learnt from the training pairs: each source word becomes the target word it co-occurs with most
+    (Dice coefficient over pairs, lower-cased words); words it never saw are copied. No reordering."""
+    source, target = data_args.source_column, data_args.target_column
+    dictionary = dice_dictionary(raw["train"][source], raw["train"][target])
+
+    def translate(text: str) -> str:  # punctuation back against the word before it, as the targets write it
+        return re.sub(r" ([.,;:!?)])", r"\1", " ".join(dictionary.get(word, word) for word in words(text)))
+
+    return translation_scores([translate(text) for text in raw[split][source]], raw[split][target])
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def dice_dictionary(sources: list[str], targets: list[str]) -> dict[str, str]:
+    """source word -> the target word with the highest 2·c(s,t) / (c(s) + c(t)), counts of pairs holding them."""
+    pair_counts, source_counts, target_counts = Counter(), Counter(), Counter()
+    for source_text, target_text in zip(sources, targets):
+        source_words, target_words = set(words(source_text)), set(words(target_text))
+        source_counts.update(source_words)
+        target_counts.update(target_words)
+        pair_counts.update((s, t) for s in source_words for t in target_words)
+    best: dict[str, tuple[float, str]] = {}
+    for (s, t), count in pair_counts.items():
+        score = 2 * count / (source_counts[s] + target_counts[t])
+        if score > best.get(s, (0.0, ""))[0]:
+            best[s] = (score, t)
+    return {s: t for s, (_, t) in best.items()}
+
+
+BASELINES = {"copy_source": copy_source, "nearest_neighbour": nearest_neighbour, "word_by_word": word_by_word}
 
 
 class Seq2SeqTrainerScoringEachPairOnce(Seq2SeqTrainer):

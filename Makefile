@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo demo-images test lint install compat works-with lock
+.PHONY: demo demo-images demo-translation test lint install compat works-with lock
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ demo: install
 # The image path on Fashion-MNIST, fetched from Debian (apt-get download) into ~/.cache/custom_transformer/debian
 demo-images: install
 	$(PY) -m training.image_demo
+
+# The translation path on the Bible es->en (Debian sword-text-sparv, sword-text-web; public domain)
+demo-translation: install
+	$(PY) -m training.translation_demo
 
 test: install
 	$(PY) tests/helpers/transformers_test_suite.py

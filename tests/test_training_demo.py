@@ -1,12 +1,13 @@
-"""The README's demos, `python -m training.demo` (the main job) and `python -m training.image_demo`, in their quick
-forms: every stage wired, results written."""
+"""The README's demos, `python -m training.demo` (the main job), `python -m training.image_demo` and
+`python -m training.translation_demo`, in their quick forms: every stage wired, results written."""
 
 from pathlib import Path
 
 import pytest
-from helpers.training_data import read_json, write_fake_fashion_mnist
+from datasets import Dataset, DatasetDict
+from helpers.training_data import read_json, sentences, translated, write_fake_fashion_mnist
 
-from training import data, demo, image_data, image_demo
+from training import data, demo, image_data, image_demo, translation_data, translation_demo
 
 
 def test_the_quick_demo_runs_every_stage_and_reloads_the_models_without_the_package(tmp_path, monkeypatch):
@@ -47,3 +48,42 @@ def test_the_quick_image_demo_trains_scores_exports_and_classifies_without_the_p
     reload = (out / "reload.txt").read_text()
     assert "custom_transformer was never imported" in reload
     assert reload.count(".png") == image_demo.SAMPLES
+
+
+def fake_bible_pairs(folder: Path):
+    """What translation_data writes, from the toy language instead of the Debian SWORD modules (the real ones are
+    fetched by `make demo-translation`): held-out books by name, as the splits by book have them."""
+    books = {
+        "train": ["Gen"],
+        "validation": list(translation_data.VALIDATION_BOOKS),
+        "test": list(translation_data.TEST_BOOKS),
+    }
+    splits = {}
+    for seed, (split, n) in enumerate((("train", 120), ("validation", 9), ("test", 12))):
+        rows = [
+            {
+                "book": books[split][i % len(books[split])],
+                "chapter": 1,
+                "verse": i + 1,
+                "source": text,
+                "target": translated(text),
+            }
+            for i, text in enumerate(sentences(n, seed + 40))
+        ]
+        splits[split] = Dataset.from_list(rows)
+    DatasetDict(splits).save_to_disk(folder)
+
+
+def test_the_quick_translation_demo_trains_scores_exports_and_translates_without_the_package(tmp_path, monkeypatch):
+    fake_bible_pairs(tmp_path / "outputs" / "translation-demo" / "data")  # kept: write_bible_pairs finds it there
+    monkeypatch.chdir(tmp_path)
+    results = translation_demo.main(["--quick", "true", "--output_dir", "outputs/translation-demo"])
+
+    out = tmp_path / "outputs" / "translation-demo"
+    assert set(results["baselines"]) == {"copy_source", "nearest_neighbour", "word_by_word"}
+    assert results["metrics"]["num_rows"] == results["dataset"]["split_sizes"]["test"] == 12
+    assert results["dataset"]["license"] == "Public domain"
+    assert (out / "hub" / "translator" / "pipeline_custom_transformer.py").is_file()
+    reload = (out / "reload.txt").read_text()
+    assert "custom_transformer was never imported" in reload
+    assert reload.count("->") == translation_demo.SAMPLES and "Seq2SeqGenerationPipeline" in reload

@@ -2,6 +2,7 @@
 
     python training/load_without_package.py --classifier outputs/demo/classifier --language_model outputs/demo/pretrain
     python training/load_without_package.py --image_classifier outputs/image-demo/hub/classifier --images a.png b.png
+    python training/load_without_package.py --translator outputs/translation-demo/hub/translator --sentences "Hola."
 
 Run as a file in a fresh interpreter (the demo runs it from another directory): `import custom_transformer`
 is made to fail (training/without_package.py) before anything else is imported, so the models can only come
@@ -60,12 +61,24 @@ def classify_images(folder: str, images: list[str]):
         print(f"  {best['label']:>12} ({best['score']:.2f})  {path.rsplit('/', 1)[-1]}")
 
 
+def translate(folder: str, sentences: list[str]):
+    """The `translation` pipeline transformers 5 removed, as the checkpoint ships it (config.custom_pipelines)."""
+    translator = pipeline("translation", model=folder, trust_remote_code=True)
+    print(
+        f"translator: {type(translator.model).__module__}.{type(translator.model).__name__}, {type(translator).__name__}"
+    )
+    for sentence, (answer,) in zip(sentences, translator(sentences, max_new_tokens=96)):
+        print(f"  {sentence}\n    -> {answer['translation_text']}")
+
+
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", help="A sequence-classification checkpoint folder.")
     parser.add_argument("--language_model", help="A causal-LM checkpoint folder.")
     parser.add_argument("--image_classifier", help="An image-classification checkpoint folder.")
     parser.add_argument("--images", nargs="*", default=[], help="Pictures for --image_classifier.")
+    parser.add_argument("--translator", help="A translation (encoder-decoder) checkpoint folder.")
+    parser.add_argument("--sentences", nargs="*", default=[], help="Sentences for --translator.")
     args = parser.parse_args(argv)
     if args.classifier:
         classify(args.classifier)
@@ -73,6 +86,8 @@ def main(argv: list[str] | None = None):
         generate(args.language_model)
     if args.image_classifier:
         classify_images(args.image_classifier, args.images)
+    if args.translator:
+        translate(args.translator, args.sentences)
     assert without_package.BLOCKED not in sys.modules, "custom_transformer was imported"
     print("custom_transformer was never imported: the checkpoints carry their own code.")
 

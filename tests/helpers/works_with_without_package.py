@@ -304,7 +304,10 @@ def image_logits(model, pixel_values: torch.Tensor) -> list:
 
 
 def image_pixels(cases: dict) -> torch.Tensor:
-    return AutoImageProcessor.from_pretrained(cases["image_classifier"])(pictures(cases), return_tensors="pt")[
+    """The pictures through the PIL image processor by its class: transformers 5.4 - 5.17 gate `AutoImageProcessor`
+    itself behind torchvision, and the rows other than the pipelines' are about the model, not the processor."""
+    processor_class = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+    return processor_class.from_pretrained(cases["image_classifier"])(pictures(cases), return_tensors="pt")[
         "pixel_values"
     ]
 

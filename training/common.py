@@ -574,6 +574,17 @@ def load_metric(name: str) -> evaluate.Metric:
     return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
 
 
+def save_splits(splits: DatasetDict, folder: Path) -> Path:
+    """`save_to_disk` into a staging folder renamed to `folder` when complete: a killed write leaves no half dataset
+    that a later run would take for a finished one."""
+    staging = folder.with_name(f".{folder.name}.writing")
+    shutil.rmtree(staging, ignore_errors=True)
+    splits.save_to_disk(staging)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder
+
+
 def map_replacing_columns(splits: DatasetDict, function, num_proc: int | None) -> DatasetDict:
     """Apply a batched tokenizing `function`; each split drops its own raw columns (they may differ by file)."""
     return DatasetDict(

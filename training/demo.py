@@ -168,6 +168,35 @@ def load_without_package(out: Path, classifier_dir: str, lm_dir: str):
     run_without_package(out, [item for flag, folder in folders.items() for item in (flag, str(Path(folder).resolve()))])
 
 
+def card_and_hub_folder(run_dir: Path, hub: Path):
+    """The run's model card from its own results, and a hub-ready folder (what the single-model demos publish)."""
+    card = write_model_card(run_dir)
+    export_run(run_dir, hub, overwrite=True)
+    print(f"{card} and {hub}/: {', '.join(sorted(p.name for p in hub.iterdir()))}")
+
+
+def record_results(record: RunRecord, **extra) -> dict:
+    """What results.json says of a single-model demo's run: metrics, baselines, split, dataset, hardware."""
+    return {
+        "metrics": record.metrics,
+        "baselines": record.baselines,
+        "evaluated_split": record.evaluated_split,
+        "dataset": record.to_dict()["dataset"],
+        "hardware": record.hardware,
+        **extra,
+    }
+
+
+def write_results(out: Path, results: dict, report: str, timings: dict[str, float], started: float) -> dict:
+    """results.json (with the seconds of each stage and in all) and the printed table as results.txt."""
+    results["stage_seconds"] = {stage_name: round(seconds, 1) for stage_name, seconds in timings.items()}
+    results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "results.txt").write_text(report + "\n", encoding="utf-8")
+    print(f"\nDone in {results['wall_time_seconds'] / 60:.1f} min. Results: {out / 'results.json'}, models: {out}/")
+    return results
+
+
 def run_without_package(out: Path, arguments: list[str]):
     """Run training/load_without_package.py by path with `arguments`, from an empty directory, with its own HF_HOME;
     what it prints is shown and kept in reload.txt."""

@@ -9,13 +9,13 @@ the package's own.
 """
 
 import gzip
-import shutil
 from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 
 from . import debian
+from .common import save_splits
 
 PACKAGE = "dataset-fashion-mnist"
 LICENSE = "MIT"
@@ -63,9 +63,4 @@ def write_fashion_mnist(
     if train_size is not None and train_size < len(train):
         train = train.train_test_split(train_size=train_size, stratify_by_column="label", seed=seed)["train"]
     splits = DatasetDict({"train": train, "validation": held_out["test"], "test": read_split(files, "t10k")})
-    staging = folder.with_name(f".{folder.name}.writing")
-    shutil.rmtree(staging, ignore_errors=True)
-    splits.save_to_disk(staging)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return folder
+    return save_splits(splits, folder)

@@ -7,13 +7,13 @@ Gospels, Ephesians and Colossians), so a random split would put a passage in tra
 test. The held-out books have no parallel elsewhere.
 """
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
 from . import debian
+from .common import save_splits
 
 LICENSE = "Public domain (texts); Debian packaging GPL-2+"
 SWORD_ROOT = Path("usr/share/sword")
@@ -89,9 +89,4 @@ def write_bible_pairs(folder: Path, max_words: int | None = None, cache: Path | 
         for side, t in (("source", SOURCE), ("target", TARGET))
     }
     splits = split_by_book(pair_verses(verses["source"], verses["target"]), max_words)
-    staging = folder.with_name(f".{folder.name}.writing")
-    shutil.rmtree(staging, ignore_errors=True)
-    splits.save_to_disk(staging)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return folder
+    return save_splits(splits, folder)

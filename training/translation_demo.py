@@ -12,7 +12,6 @@
    through the `translation` pipeline the checkpoint ships.
 """
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,8 @@ import yaml
 from datasets import load_from_disk
 from transformers import HfArgumentParser
 
-from model_cards import export_run, write_model_card
-
 from . import finetune, translation_data
-from .demo import moved, run_without_package
+from .demo import card_and_hub_folder, moved, record_results, run_without_package, write_results
 from .run_record import RunRecord
 from .train_tokenizer import build_tokenizer
 
@@ -88,21 +85,12 @@ def main(argv: list[str] | None = None) -> dict:
     record = RunRecord.read(translator_dir)
     report = results_table(record)
     print(report)
-    results = {
-        "metrics": record.metrics,
-        "baselines": record.baselines,
-        "evaluated_split": record.evaluated_split,
-        "test_books": translation_data.TEST_BOOKS,
-        "dataset": record.to_dict()["dataset"],
-        "hardware": record.hardware,
-    }
+    results = record_results(record, test_books=translation_data.TEST_BOOKS)
 
     stage(4, "Model card from the run's own results, and a hub-ready folder")
     t = time.perf_counter()
     hub = out / "hub" / "translator"
-    card = write_model_card(translator_dir)
-    export_run(translator_dir, hub, overwrite=True)
-    print(f"{card} and {hub}/: {', '.join(sorted(p.name for p in hub.iterdir()))}")
+    card_and_hub_folder(translator_dir, hub)
     timings["card_and_export"] = time.perf_counter() - t
 
     stage(5, "Translating test verses in a fresh interpreter where `import custom_transformer` fails")
@@ -111,12 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     run_without_package(out, ["--translator", str(hub.resolve()), "--sentences", *verses["source"]])
     timings["reload"] = time.perf_counter() - t
 
-    results["stage_seconds"] = {k: round(v, 1) for k, v in timings.items()}
-    results["wall_time_seconds"] = round(time.perf_counter() - start, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (out / "results.txt").write_text(report + "\n", encoding="utf-8")
-    print(f"\nDone in {results['wall_time_seconds'] / 60:.1f} min. Results: {out / 'results.json'}, models: {out}/")
-    return results
+    return write_results(out, results, report, timings, start)
 
 
 BASELINE_NAMES = {

@@ -185,17 +185,26 @@ def check_arguments(task: Task, config, data_args: DataArguments, training_args:
         raise DataError(f"--metric_for_best_model {best!r} is not computed here: use one of {', '.join(task.metrics)}.")
 
 
+def within_positions(flag: str, length: int, config, what: str) -> int:
+    """`length`, or the position table's size with a warning naming `flag` when it is longer."""
+    if length > config.max_position_embeddings:
+        logger.warning(
+            "%s %d exceeds the model's max_position_embeddings=%d: %s %d tokens.",
+            flag,
+            length,
+            config.max_position_embeddings,
+            what,
+            config.max_position_embeddings,
+        )
+    return min(length, config.max_position_embeddings)
+
+
 def limit_generation(training_args: TrainingArguments, data_args, config):
     """Generate up to the tokenized length unless told otherwise, and never past the position table."""
     length = training_args.generation_max_length or data_args.max_seq_length
-    if length > config.max_position_embeddings:
-        logger.warning(
-            "--generation_max_length %d exceeds the model's max_position_embeddings=%d: generating up to %d tokens.",
-            length,
-            config.max_position_embeddings,
-            config.max_position_embeddings,
-        )
-    training_args.generation_max_length = min(length, config.max_position_embeddings)
+    training_args.generation_max_length = within_positions(
+        "--generation_max_length", length, config, "generating up to"
+    )
 
 
 def check_model_source(model_args: ModelArguments):
@@ -253,14 +262,9 @@ def load_text_tokenizer(model_args: ModelArguments, config, data_args):
             start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.pad_token_id
             config.decoder_start_token_id = start
     tokenizer = load_tokenizer(model_args, config.vocab_size)
-    if data_args.max_seq_length > config.max_position_embeddings:
-        logger.warning(
-            "--max_seq_length %d exceeds the model's max_position_embeddings=%d: inputs are truncated to %d tokens.",
-            data_args.max_seq_length,
-            config.max_position_embeddings,
-            config.max_position_embeddings,
-        )
-        data_args.max_seq_length = config.max_position_embeddings
+    data_args.max_seq_length = within_positions(
+        "--max_seq_length", data_args.max_seq_length, config, "inputs are truncated to"
+    )
     return tokenizer
 
 

@@ -37,6 +37,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from . import modeling_custom_transformer as modeling
 from .checkpoint_io import fsync_directory
 from .configuration_custom_transformer import CODE_VERSION, CustomTransformerConfig
+from .hub_repo import HubRepoError, open_repo, transport_errors
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = CustomTransformerConfig.model_type
@@ -44,8 +45,9 @@ MODEL_TYPE = CustomTransformerConfig.model_type
 CODE_KEYS = ("auto_map", "code_version", "custom_pipelines")
 # Every code file name a release of this package has shipped inside checkpoints. A file with one of these names
 # that the installed code no longer ships is stale and removed; files with any other name are never touched.
-# Add a name here when the package starts shipping a new file (tests/test_refresh.py checks this).
+# Add a name here when the package starts shipping a new file (tests/test_refresh.py and test_releases.py check this).
 SHIPPED_CODE_FILES = (
+    "atomic_save.py",
     "checkpoint_io.py",
     "configuration_custom_transformer.py",
     "modeling_custom_transformer.py",
@@ -251,64 +253,20 @@ def refresh_repo(
     out=print,
 ) -> str | None:
     """Refresh a Hub repo's branch `revision` (default: main) with one commit; return its sha (None: no commit)."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        HFValidationError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-    from huggingface_hub.hf_api import RepoFile
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.errors import HfHubHTTPError
 
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        raise RefreshError(f"{repo_id} is neither a local folder nor a Hub repo id (org/name).") from None
     if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
         raise RefreshError(
             f"--revision {revision} is a commit: pass the branch to refresh (a commit goes on a branch)."
         )
-    if constants.HF_HUB_OFFLINE:
-        raise RefreshError(
-            f"{repo_id} is not a local folder, and HF_HUB_OFFLINE=1 forbids asking the Hub for it: "
-            "unset it to refresh a Hub repo."
-        )
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
-    where = f"{repo_id}@{revision or constants.DEFAULT_REVISION}"
     try:
-        sha = api.model_info(repo_id, revision=revision).sha
-        files = {
-            entry.path: entry.blob_id
-            for entry in api.list_repo_tree(repo_id, revision=sha)
-            if isinstance(entry, RepoFile)
-        }
-        if CONFIG_NAME not in files:
-            raise RefreshError(f"{where} has no {CONFIG_NAME}, so it is not a saved checkpoint: check the repo id.")
-        config = json.loads(Path(api.hf_hub_download(repo_id, CONFIG_NAME, revision=sha)).read_text(encoding="utf-8"))
-    except RepositoryNotFoundError:
-        raise RefreshError(
-            f"{repo_id} is neither a local folder nor a repo reachable at {api.endpoint} "
-            "(check the path, the repo id, HF_ENDPOINT and HF_TOKEN)."
-        ) from None
-    except RevisionNotFoundError:
-        raise RefreshError(f"{repo_id} has no revision {revision!r} at {api.endpoint}.") from None
-    except EntryNotFoundError:
-        raise RefreshError(
-            f"{where} has no {CONFIG_NAME}, so it is not a saved checkpoint: check the repo id."
-        ) from None
-    except HfHubHTTPError as error:  # any other answer of the Hub: server errors, refused access
-        raise RefreshError(
-            f"the Hub at {api.endpoint} refused to read {where} ({' '.join(str(error).split())})."
-        ) from None
-    except json.JSONDecodeError as error:
-        raise RefreshError(f"{where}/{CONFIG_NAME} is not valid JSON ({error}).") from None
-    except _transport_errors() as error:
-        raise RefreshError(
-            f"{repo_id} is not a local folder, and the Hub at {api.endpoint} cannot be reached "
-            f"({type(error).__name__}: {error}); check HF_ENDPOINT and the network."
-        ) from None
+        repo = open_repo(repo_id, revision, verb="refresh")
+        config = repo.config()
+    except HubRepoError as error:
+        raise RefreshError(str(error)) from None
+    api, sha, where = repo.api, repo.commit, repo.where
+    files = {path: blob for path, blob in repo.files.items() if "/" not in path}  # code lives at the top level
 
     plan = plan_refresh(where, config, files)
     print_plan(where, plan, dry_run, out)
@@ -329,20 +287,11 @@ def refresh_repo(
         raise RefreshError(
             f"the Hub refused the commit to {where} ({' '.join(str(error).split())}); nothing was changed."
         ) from None
-    except _transport_errors() as error:
+    except transport_errors() as error:
         raise RefreshError(f"the Hub at {api.endpoint} cannot be reached ({type(error).__name__}: {error}).") from None
     out(f"pushed one commit to {where}: {commit.oid}")
     out(f'load it pinned: from_pretrained("{repo_id}", trust_remote_code=True, revision="{commit.oid}")')
     return commit.oid
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection-level errors of the HTTP client huggingface_hub uses (httpx2 from 2.x, httpx in 1.x)."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for client in ("httpx2", "httpx"):
-        with contextlib.suppress(ImportError, AttributeError):
-            errors.append(__import__(client).TransportError)
-    return tuple(errors)
 
 
 # -- command line ------------------------------------------------------------------------------------------------

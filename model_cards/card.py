@@ -15,6 +15,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from custom_transformer.verify import VerifyError, judge, read_folder
+
 from .plot import CURVES_FILENAME, plot_training_curves
 from .run import Run, load_run
 
@@ -175,6 +177,15 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
+def code_release(run_dir: Path) -> str:
+    """Which recorded release the run's code is exactly, as `python -m custom_transformer.verify` says it."""
+    try:
+        report = judge(read_folder(run_dir, nested=False))
+    except VerifyError as error:
+        return f"not verified ({error})"
+    return report.state.label if report.verified else "not a recorded release (verify shows how it differs)"
+
+
 def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -> dict:
     """What templates/model_card.md says besides the card data (which `from_template` passes as well)."""
     config, dataset, state, task = run.config, run.dataset, run.trainer_state, run.task_record
@@ -200,6 +211,7 @@ def card_variables(run: Run, name: str, repo_id: str, curves_file: str | None) -
         "num_parameters": run.num_parameters,
         "weight_dtypes": run.weight_dtypes,
         "code_version": config.get("code_version") or CODE_VERSION_UNKNOWN,
+        "code_release": code_release(run.directory),
         "base_model": run.info.get("base_model"),  # as trained from, a Hub id or a local folder
         "base_model_on_hub": hub_base_model(run) is not None,
         "dataset": dataset,

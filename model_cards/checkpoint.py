@@ -1,7 +1,7 @@
 """What a hub-ready checkpoint folder must hold, and nothing else; checked before anything is uploaded.
 
 A complete folder loads with `from_pretrained(..., trust_remote_code=True)` on a machine without our
-package: config.json with an `auto_map` whose modules are present, safetensors weights (one file, or an
+package: config.json with an `auto_map` whose modules are present and verify as a release's code, safetensors weights (one file, or an
 index and every shard it names), tokenizer files, and a README.md card with evaluation results. Training
 state (optimizer, scheduler, `training_args.bin`, checkpoints) and paths of this machine must not be in it.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, constants
 
 from custom_transformer.checkpoint_io import SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX, open_weights, weight_files
+from custom_transformer.verify import VerifyError, judge, read_folder
 from training.tasks import PROCESSORS, Processor
 
 from .card import CARD_FILENAME
@@ -58,6 +59,7 @@ def check_checkpoint(
         if not any(fnmatch(name, pattern) for pattern in HUB_FILES)
     ]
     problems += _config_problems(folder)
+    problems += _code_problems(folder)
     problems += _weights_problems(folder)
     problems += _processor_problems(folder, processor)
     problems += _card_problems(folder)
@@ -97,6 +99,19 @@ def _config_problems(folder: Path) -> list[str]:
         if re.search(r"^\s*(from|import)\s+custom_transformer\b", code.read_text(), re.MULTILINE):
             problems.append(f"{code.name} imports the custom_transformer package: remote code must import relatively.")
     return problems
+
+
+def _code_problems(folder: Path) -> list[str]:
+    """The code must be exactly a release's (or the installed package's): a hand-edited copy is never published."""
+    try:
+        report = judge(read_folder(folder))
+    except VerifyError:  # config.json missing, unreadable or not ours: _config_problems says so
+        return []
+    if report.verified:
+        return []
+    return [
+        f"{report.summary} {' '.join(report.problems)} (python -m custom_transformer.verify {folder} shows the diff)"
+    ]
 
 
 def _weights_problems(folder: Path) -> list[str]:

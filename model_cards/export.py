@@ -20,6 +20,8 @@ from custom_transformer.checkpoint_io import (
     replacing_directory,
     restore_interrupted_replace,
 )
+from custom_transformer.verified_loading import UnverifiedCodeError
+from custom_transformer.verify import judge, read_folder
 from training.tasks import TASKS
 
 from .card import write_model_card
@@ -45,6 +47,7 @@ def export_run(
     run_dir = run.directory.absolute()
     if destination == run_dir or destination in run_dir.parents:
         raise ValueError(f"Export destination {destination} would replace the run folder {run_dir}: pick another.")
+    refuse_unverified_code(run_dir)  # before the run's code is run to load it
     _restore_killed_export(destination)  # so that --overwrite is judged on the export the user last had
     _refuse_non_empty(destination, overwrite)
     # Exactly the exported files: an earlier export's extra shards or stray files are not carried over.
@@ -57,6 +60,14 @@ def export_run(
             path.chmod(0o644)
         _refuse_non_empty(destination, overwrite)  # again: something may have appeared meanwhile
     return destination
+
+
+def refuse_unverified_code(run_dir: Path) -> None:
+    """The run's code is loaded with trust_remote_code and shipped: it must be exactly a release's (or the
+    installed package's). Its checkpoint-N/ folders are not exported and not read."""
+    report = judge(read_folder(run_dir, nested=False))
+    if not report.verified:
+        raise UnverifiedCodeError(f"Refusing to export {run_dir}: its code does not verify.\n{report.text()}")
 
 
 def _restore_killed_export(destination: Path) -> None:

@@ -123,6 +123,16 @@ def test_incomplete_checkpoint_is_refused_before_any_request(exported, hub, onli
     assert hub.requests == []
 
 
+def test_hand_edited_code_is_refused_before_any_request(exported, hub, online, tmp_path):
+    folder = shutil.copytree(exported, tmp_path / "tiny")
+    modeling = folder / "modeling_custom_transformer.py"
+    modeling.write_text(modeling.read_text().replace("self.head_dim**-0.5", "self.head_dim**-0.4"))
+
+    with pytest.raises(IncompleteCheckpointError, match=r"NOT verified: .*modeling_custom_transformer.py differs"):
+        push_to_hub(folder, "org/tiny", token=TOKEN, endpoint=hub.url)
+    assert hub.requests == []
+
+
 def test_card_without_results_is_refused_before_any_request(exported, hub, online, tmp_path):
     folder = shutil.copytree(exported, tmp_path / "tiny")
     (folder / "README.md").write_text("---\nlicense: cc0-1.0\nlibrary_name: transformers\n---\n\n# tiny\n")

@@ -16,6 +16,7 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import model_cards.export
+from custom_transformer import UnverifiedCodeError, releases
 from custom_transformer.refresh import code_files
 from model_cards import IncompleteRunError, export_run, load_run, write_model_card
 from model_cards.__main__ import CardArguments, CommitArguments, ExportArguments, parse_args
@@ -188,10 +189,15 @@ def test_the_card_template_ships_with_the_package():
     assert any(fnmatch(template, pattern) for pattern in package_data["model_cards"])
 
 
-def test_card_states_the_code_version_the_checkpoint_runs_and_how_to_refresh_it(run_dir, card_path, tmp_path):
+def test_card_states_the_code_release_the_checkpoint_runs_and_how_to_verify_and_refresh_it(
+    run_dir, card_path, tmp_path
+):
     code_version = json.loads((run_dir / "config.json").read_text())["code_version"]
     how_to_use = card_path.read_text().split("## How to use")[1]
     assert f"runs `custom_transformer` code version **{code_version}** (`code_version` in `config.json`)" in how_to_use
+    assert f"whatever version of the package you have: {releases.states_of(code_version)[-1].label}." in how_to_use
+    assert "`python -m custom_transformer.verify org/tiny-classifier`" in how_to_use
+    assert '`custom_transformer.from_pretrained("org/tiny-classifier")` verifies and then loads' in how_to_use
     assert "`python -m custom_transformer.refresh org/tiny-classifier`" in how_to_use
 
     old = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
@@ -313,6 +319,17 @@ def test_export_refuses_a_non_empty_destination_unless_overwrite(run_dir, tmp_pa
 
     export_run(run_dir, destination, overwrite=True)
     assert {p.name for p in destination.iterdir()} == HUB_FILES | {"model.safetensors"}
+
+
+def test_export_refuses_a_run_whose_code_was_edited_before_running_it(run_dir, tmp_path):
+    edited = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint-*"))
+    marker = tmp_path / "imported"
+    modeling = edited / "modeling_custom_transformer.py"
+    modeling.write_text(modeling.read_text() + f"open({str(marker)!r}, 'w')\n")
+
+    with pytest.raises(UnverifiedCodeError, match=r"(?s)Refusing to export .*modeling_custom_transformer.py differs"):
+        export_run(edited, tmp_path / "export")
+    assert not (tmp_path / "export").exists() and not marker.exists()
 
 
 def test_failed_export_leaves_the_destination_untouched(run_dir, tmp_path, monkeypatch):

@@ -2,9 +2,12 @@
 by generating (BLEU and chrF through sacrebleu) next to copying the source and a translation memory on the same rows."""
 
 import json
+import shutil
 
 import pytest
+import torch
 from helpers.training_data import FAST, TINY_SEQ2SEQ, read_json, write_jsonl, write_translation_data
+from safetensors.torch import load_file
 from transformers import AutoConfig
 
 from model_cards import export_run
@@ -69,3 +72,26 @@ def test_pairs_with_an_empty_target_are_refused_naming_how_many_and_the_first(da
     broken = {**data, "train": write_jsonl(tmp_path / "train.jsonl", rows)}
     with pytest.raises(DataError, match=r"1 row\(s\) of the train split have an empty target .* \(first: row 3\)"):
         finetune.main(arguments(broken, tmp_path / "out", "--do_train"))
+
+
+def test_a_translator_resumed_from_its_checkpoint_ends_with_the_weights_and_bleu_of_an_uninterrupted_run(
+    data, tmp_path
+):
+    argv = [
+        "--do_train", "--do_predict", "--test_files", data["test"], "--max_steps", "6", "--learning_rate", "3e-3",
+        "--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "3", "--eval_strategy", "no",
+        "--load_best_model_at_end", "false", "--early_stopping_patience", "0",
+    ]  # fmt: skip
+    finetune.main(arguments(data, tmp_path / "uninterrupted", *argv))
+
+    # A run killed right after its step-3 checkpoint leaves exactly that folder behind.
+    shutil.copytree(tmp_path / "uninterrupted" / "checkpoint-3", tmp_path / "resumed" / "checkpoint-3")
+    finetune.main(arguments(data, tmp_path / "resumed", *argv, "--resume_from_checkpoint", "last"))
+
+    expected = load_file(tmp_path / "uninterrupted" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(resumed[name], expected[name]) for name in expected)
+    scores = [read_json(tmp_path / run / "run_info.json")["metrics"] for run in ("uninterrupted", "resumed")]
+    assert scores[0]["bleu"] == scores[1]["bleu"] and scores[0]["chrf"] == scores[1]["chrf"]
+    assert read_json(tmp_path / "resumed" / "trainer_state.json")["global_step"] == 6
